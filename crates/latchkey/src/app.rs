@@ -1,0 +1,145 @@
+//! The application core: everything a request needs, without HTTP. Handlers call into
+//! `service`, which uses this.
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::secret;
+use crate::events::EventBus;
+use crate::keys::KeyRing;
+use crate::passwords::PasswordHasher;
+use crate::store::DynStore;
+use std::sync::Arc;
+
+pub struct App {
+    pub settings: Settings,
+    pub store: DynStore,
+    pub keys: KeyRing,
+    pub passwords: PasswordHasher,
+    pub events: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+    /// Key for deriving refresh-token successors (see `domain::secret::refresh_successor`).
+    pub refresh_key: Vec<u8>,
+    /// The public base URL and token issuer.
+    pub issuer: String,
+    /// Whether cookies carry `Secure` (and so may use the `__Host-` prefix).
+    pub secure_cookies: bool,
+}
+
+impl App {
+    pub async fn new(
+        settings: Settings,
+        store: DynStore,
+        events: Arc<dyn EventBus>,
+        clock: Arc<dyn Clock>,
+        issuer: String,
+    ) -> anyhow::Result<Self> {
+        let now = clock.now();
+        let keys = KeyRing::new(store.clone(), settings.tokens.access_ttl_secs as i64);
+        keys.init(now).await?;
+        let refresh_key = store
+            .secret_or_insert("refresh_successor_key", &secret::random_bytes::<32>())
+            .await?;
+        let passwords = PasswordHasher::new(&settings.passwords)?;
+        let secure_cookies = !is_plain_http_loopback(&issuer);
+        Ok(Self {
+            settings,
+            store,
+            keys,
+            passwords,
+            events,
+            clock,
+            refresh_key,
+            issuer,
+            secure_cookies,
+        })
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+fn is_plain_http_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    host == "localhost" || host == "[::1]" || host.starts_with("127.")
+}
+
+/// What the server itself observed of a request: the client's address and User-Agent.
+#[derive(Debug, Clone)]
+pub struct ClientMeta {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// The service layer's one error type. HTTP maps it to problem details or OAuth errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Invalid(#[from] crate::domain::ParseError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the e-mail or password is wrong")]
+    InvalidCredentials,
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many requests")]
+    RateLimited { retry_after: u64 },
+    #[error("the server is busy")]
+    Overloaded,
+    /// RFC 6749 `invalid_grant`: the grant (refresh token, code) is invalid, expired or used.
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("client authentication failed")]
+    InvalidClient,
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Conflict => AppError::Conflict("already exists".into()),
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::keys::KeyError> for AppError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+impl From<crate::passwords::HashError> for AppError {
+    fn from(e: crate::passwords::HashError) -> Self {
+        match e {
+            crate::passwords::HashError::Overloaded => AppError::Overloaded,
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_detection() {
+        assert!(super::is_plain_http_loopback("http://127.0.0.1:8080"));
+        assert!(super::is_plain_http_loopback("http://localhost:1/x"));
+        assert!(!super::is_plain_http_loopback("https://127.0.0.1"));
+        assert!(!super::is_plain_http_loopback("http://example.com"));
+    }
+}

@@ -1,0 +1,298 @@
+//! The `latchkey` command line: the server and the operator's tools.
+
+use crate::app::App;
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::{Overrides, Settings};
+use crate::domain::{Email, Password};
+use crate::events::LocalEvents;
+use crate::service::audit::{Audit, AuditKind};
+use crate::service::{accounts, clients};
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Latchkey: bring new devices into an account safely, and log in without typing passwords.",
+    long_about = "Latchkey is a self-hosted authorization server centred on devices: the OAuth 2.0 device grant, pairing codes, \
+QR login, remembered devices, and a revocable device list.\n\nStart it with no configuration at all:\n\n    latchkey serve\n\n\
+It listens on 127.0.0.1:8080 and keeps its SQLite database and signing key in ./latchkey-data. Every setting can come from a \
+TOML file (--config), from LATCHKEY_SECTION__KEY environment variables (e.g. LATCHKEY_SERVER__PUBLIC_URL), or from the flags below, \
+in that order of precedence (flags win)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// A TOML configuration file. Unknown keys are an error.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the database and generated files live (default ./latchkey-data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, e.g. sqlite:///var/lib/latchkey/latchkey.db (default: latchkey.db in the data directory).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    #[command(
+        long_about = "Run the server. With no configuration it listens on 127.0.0.1:8080, creates ./latchkey-data/latchkey.db \
+(SQLite, WAL), applies migrations, generates its Ed25519 signing key on first start, and prints where it listens. \
+Ctrl-C or SIGTERM stop it gracefully.\n\nExample:\n    latchkey serve --listen 0.0.0.0:8080 --data-dir /var/lib/latchkey"
+    )]
+    Serve {
+        /// Address and port to listen on (port 0 picks a free one).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage the keys that sign access tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Show the security events of every account, newest first.
+    #[command(
+        long_about = "Show the audit log: logins, failures, logouts, device changes, token reuse, key rotations and \
+limits hit, with time, account, device, IP and User-Agent.\n\nExample:\n    latchkey audit --limit 20 --json"
+    )]
+    Audit {
+        /// How many events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account with a password.
+    #[command(
+        long_about = "Create an account. The password is asked for twice at a prompt, or read from the first line of \
+standard input with --password-stdin (for scripts).\n\nExamples:\n    latchkey user add ann@example.com\n    \
+echo \"$PASSWORD\" | latchkey user add ann@example.com --password-stdin"
+    )]
+    Add {
+        /// The account's e-mail address.
+        email: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Register an OAuth client.
+    #[command(
+        long_about = "Register an OAuth client. Public clients (the default) cannot keep a secret: CLIs, TVs, mobile apps. \
+A confidential client (--confidential) gets a secret, printed once and stored only as a hash; it may use token introspection.\n\n\
+Example:\n    latchkey client add tv-app --name \"Living-room TV app\""
+    )]
+    Add {
+        /// The client_id: 1 to 64 of A-Z a-z 0-9 - _ .
+        id: String,
+        /// A name people will see when they approve this client.
+        #[arg(long)]
+        name: String,
+        /// Give the client a secret.
+        #[arg(long)]
+        confidential: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Add a new signing key; the old one stays published until its last token has expired.
+    #[command(
+        long_about = "Add a new Ed25519 signing key and sign new access tokens with it. The previous key stays in \
+/.well-known/jwks.json until every token it signed has expired, so nothing breaks. Running servers pick the new key up \
+within 30 seconds."
+    )]
+    Rotate,
+}
+
+impl GlobalArgs {
+    fn overrides(&self, listen: Option<SocketAddr>) -> Overrides {
+        Overrides {
+            listen,
+            database: self.database.clone(),
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format.clone(),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::install_crypto_provider();
+    let listen = match &cli.command {
+        Command::Serve { listen } => *listen,
+        _ => None,
+    };
+    if let Command::Openapi = cli.command {
+        println!("{}", crate::http::openapi::spec().to_pretty_json()?);
+        return Ok(());
+    }
+    let settings = Settings::load(
+        cli.global.config.as_deref(),
+        std::env::vars(),
+        &cli.global.overrides(listen),
+    )?;
+    crate::telemetry::init(&settings.log.format, &settings.log.level);
+    match cli.command {
+        Command::Serve { .. } => serve(settings).await,
+        Command::User(UserCommand::Add {
+            email,
+            password_stdin,
+        }) => user_add(settings, &email, password_stdin).await,
+        Command::Client(ClientCommand::Add {
+            id,
+            name,
+            confidential,
+        }) => client_add(settings, &id, &name, confidential).await,
+        Command::Keys(KeysCommand::Rotate) => keys_rotate(settings).await,
+        Command::Audit { limit, json } => audit(settings, limit, json).await,
+        Command::Openapi => Ok(()),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let server = crate::server::Server::build(settings).await?;
+    let addr = server.local_addr();
+    let app = server.app();
+    tracing::info!(%addr, issuer = %app.issuer, database = %app.settings.database_url(), "latchkey is ready");
+    println!(
+        "latchkey listening on http://{addr}  (issuer {})",
+        app.issuer
+    );
+    server.run(crate::server::shutdown_signal()).await
+}
+
+/// The app without a listener, for the operator's commands.
+async fn offline_app(settings: Settings) -> anyhow::Result<App> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") && settings.database.url.is_empty() {
+        std::fs::create_dir_all(&settings.server.data_dir)?;
+    }
+    let store = crate::store::open(&url, 2).await?;
+    let issuer = settings.public_url(settings.server.listen);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    App::new(
+        settings,
+        store,
+        Arc::new(LocalEvents::default()),
+        clock,
+        issuer,
+    )
+    .await
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no terminal to ask for the password: use --password-stdin");
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Password again: ")?;
+    anyhow::ensure!(first == second, "the passwords do not match");
+    Ok(first)
+}
+
+async fn user_add(settings: Settings, email: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let email = Email::parse(email)?;
+    let password = Password::parse(read_password(password_stdin)?)?;
+    let app = offline_app(settings).await?;
+    let user = accounts::create_user(&app, &email, &password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Audit::new(AuditKind::AccountCreated)
+        .user(&user.id)
+        .detail(serde_json::json!({ "by": "cli" }))
+        .record(&app)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created account {} ({})", user.email, user.id);
+    Ok(())
+}
+
+async fn client_add(
+    settings: Settings,
+    id: &str,
+    name: &str,
+    confidential: bool,
+) -> anyhow::Result<()> {
+    let app = offline_app(settings).await?;
+    match clients::create(&app, id, name, confidential)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        Some(secret) => {
+            println!("created confidential client {id}");
+            println!("client_secret: {secret}");
+            println!("This secret is shown only now; store it safely.");
+        }
+        None => println!("created public client {id}"),
+    }
+    Ok(())
+}
+
+async fn keys_rotate(settings: Settings) -> anyhow::Result<()> {
+    let app = offline_app(settings).await?;
+    let kid = app.keys.rotate(app.now()).await?;
+    Audit::new(AuditKind::KeyRotated)
+        .detail(serde_json::json!({ "kid": kid }))
+        .record(&app)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("new signing key {kid}; previous keys stay published until their tokens expire");
+    Ok(())
+}
+
+async fn audit(settings: Settings, limit: i64, json: bool) -> anyhow::Result<()> {
+    let app = offline_app(settings).await?;
+    let rows = app.store.audit_all(limit.clamp(1, 10_000)).await?;
+    for r in rows {
+        if json {
+            let v = serde_json::json!({ "at": rfc3339(r.at), "kind": r.kind, "user_id": r.user_id, "device_id": r.device_id, "ip": r.ip,
+                "user_agent": r.user_agent, "detail": serde_json::from_str::<serde_json::Value>(&r.detail).unwrap_or_default() });
+            println!("{v}");
+        } else {
+            println!(
+                "{}  {:<20} user={} device={} ip={}  {}",
+                rfc3339(r.at),
+                r.kind,
+                r.user_id.as_deref().unwrap_or("-"),
+                r.device_id.as_deref().unwrap_or("-"),
+                r.ip.as_deref().unwrap_or("-"),
+                r.detail
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! Settings: embedded defaults, then an optional TOML file, then `LATCHKEY_SECTION__KEY`
+//! environment variables, then command-line flags. Unknown keys are an error naming the key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub tokens: TokenSettings,
+    pub passwords: PasswordSettings,
+    pub accounts: AccountSettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the database and generated files live.
+    pub data_dir: PathBuf,
+    /// The URL people and clients reach this server at; the token issuer. Defaults to
+    /// `http://<listen>`. Cookies are `Secure` unless it is plain http on a loopback host.
+    pub public_url: Option<String>,
+    /// Trust `X-Forwarded-For` from these peer addresses (your reverse proxy). Empty: trust none.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH`. Empty: `latchkey.db` in the data directory.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    pub access_ttl_secs: u64,
+    /// A refresh token unused this long dies.
+    pub refresh_idle_secs: u64,
+    /// A session dies this long after sign-in, however active.
+    pub session_absolute_secs: u64,
+    /// Seconds in which the immediate predecessor of the live refresh token gets the same
+    /// successor again instead of counting as reuse. 0 turns the grace off.
+    pub refresh_reuse_grace_secs: u64,
+    /// Scope of sessions opened with a password when the request names none.
+    pub default_scope: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    /// argon2id memory in KiB (OWASP: at least 19456 with 2 iterations).
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Threads that hash at once; 0 means one per CPU.
+    pub hash_workers: usize,
+    /// Hash requests allowed to wait for a worker; past it logins get 503 at once.
+    pub hash_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountSettings {
+    /// Whether anyone may create an account with `POST /api/v1/accounts`.
+    pub self_registration: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Password logins one IP may attempt per minute.
+    pub login_per_ip_per_minute: i64,
+    /// Accounts one IP may create per hour.
+    pub register_per_ip_per_hour: i64,
+    /// Refresh grants one IP may make per minute.
+    pub token_per_ip_per_minute: i64,
+    /// Failed logins an account absorbs before each further attempt must wait.
+    pub login_free_failures: u32,
+    /// The longest wait between attempts on one account, in seconds (never a lockout).
+    pub login_max_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `latchkey=debug,info`.
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings {
+                url: String::new(),
+                max_connections: 8,
+            },
+            tokens: TokenSettings {
+                access_ttl_secs: 600,
+                refresh_idle_secs: 30 * 86400,
+                session_absolute_secs: 90 * 86400,
+                refresh_reuse_grace_secs: 5,
+                default_scope: "account".into(),
+            },
+            passwords: PasswordSettings {
+                memory_kib: 19456,
+                iterations: 2,
+                parallelism: 1,
+                hash_workers: 0,
+                hash_queue: 64,
+            },
+            accounts: AccountSettings {
+                self_registration: true,
+            },
+            limits: LimitSettings {
+                login_per_ip_per_minute: 30,
+                register_per_ip_per_hour: 20,
+                token_per_ip_per_minute: 600,
+                login_free_failures: 5,
+                login_max_delay_secs: 60,
+            },
+            log: LogSettings {
+                format: "text".into(),
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("latchkey-data"),
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            request_timeout_secs: 30,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Settings::default().database
+    }
+}
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Settings::default().tokens
+    }
+}
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Settings::default().passwords
+    }
+}
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Settings::default().accounts
+    }
+}
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Settings::default().limits
+    }
+}
+impl Default for LogSettings {
+    fn default() -> Self {
+        Settings::default().log
+    }
+}
+
+/// Flags that override the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub database: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_format: Option<String>,
+}
+
+pub const ENV_PREFIX: &str = "LATCHKEY_";
+
+impl Settings {
+    /// Loads the layers. `env` is passed in (not read here) so tests can give their own.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> anyhow::Result<Self> {
+        let mut root = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+            root = text
+                .parse::<toml::Table>()
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        }
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, field)) = rest.split_once("__") else {
+                anyhow::bail!("environment variable {key}: expected {ENV_PREFIX}SECTION__KEY");
+            };
+            let section = section.to_ascii_lowercase();
+            let entry = root
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(table) = entry.as_table_mut() else {
+                anyhow::bail!("environment variable {key}: `{section}` is not a section");
+            };
+            table.insert(field.to_ascii_lowercase(), env_value(&value));
+        }
+        let mut settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(root))
+            .map_err(|e| anyhow::anyhow!("configuration: at `{}`: {}", e.path(), e.inner()))?;
+        if let Some(l) = flags.listen {
+            settings.server.listen = l;
+        }
+        if let Some(d) = &flags.database {
+            settings.database.url = d.clone();
+        }
+        if let Some(d) = &flags.data_dir {
+            settings.server.data_dir = d.clone();
+        }
+        if let Some(f) = &flags.log_format {
+            settings.log.format = f.clone();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.log.format.as_str(), "text" | "json"),
+            "log.format must be `text` or `json`"
+        );
+        anyhow::ensure!(
+            (60..=3600).contains(&self.tokens.access_ttl_secs),
+            "tokens.access_ttl_secs must be between 60 and 3600"
+        );
+        anyhow::ensure!(
+            self.tokens.refresh_reuse_grace_secs <= 60,
+            "tokens.refresh_reuse_grace_secs must be at most 60"
+        );
+        anyhow::ensure!(
+            self.passwords.memory_kib >= 8 * 1024,
+            "passwords.memory_kib must be at least 8192"
+        );
+        anyhow::ensure!(
+            self.passwords.iterations >= 1 && self.passwords.parallelism >= 1,
+            "passwords.iterations and parallelism must be at least 1"
+        );
+        if let Some(u) = &self.server.public_url {
+            anyhow::ensure!(
+                u.starts_with("http://") || u.starts_with("https://"),
+                "server.public_url must start with http:// or https://"
+            );
+        }
+        crate::domain::Scope::parse(&self.tokens.default_scope)
+            .map_err(|e| anyhow::anyhow!("tokens.default_scope: {e}"))?;
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}",
+                self.server.data_dir.join("latchkey.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// Environment values are strings; read them as TOML values where they parse as one
+/// (numbers, booleans, arrays), else keep them as strings.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_zero_config() {
+        let s = Settings::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.database_url().ends_with("latchkey.db"));
+    }
+
+    #[test]
+    fn env_overrides_with_types() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("LATCHKEY_SERVER__LISTEN", "127.0.0.1:9999"),
+                ("LATCHKEY_TOKENS__ACCESS_TTL_SECS", "300"),
+                ("LATCHKEY_ACCOUNTS__SELF_REGISTRATION", "false"),
+                ("OTHER", "x"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.server.listen.port(), 9999);
+        assert_eq!(s.tokens.access_ttl_secs, 300);
+        assert!(!s.accounts.self_registration);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Settings::load(
+            None,
+            env(&[("LATCHKEY_SERVER__LISTN", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[tokens]\naccess_ttl = 5\n").unwrap();
+        let err = Settings::load(Some(&p), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("access_ttl"), "{err}");
+        std::fs::write(&p, "[nosuch]\nx = 1\n").unwrap();
+        assert!(
+            Settings::load(Some(&p), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string()
+                .contains("nosuch")
+        );
+    }
+
+    #[test]
+    fn flags_win() {
+        let flags = Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::load(
+            None,
+            env(&[("LATCHKEY_SERVER__LISTEN", "127.0.0.1:9999")]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(s.server.listen.port(), 0);
+    }
+}

@@ -1,0 +1,31 @@
+//! Pure domain logic: parsing of outside input into types, code and token generation, policies.
+//! Nothing here does I/O or reads the clock; time is always an argument.
+
+pub mod device;
+pub mod email;
+pub mod password;
+pub mod policy;
+pub mod scope;
+pub mod secret;
+pub mod user_agent;
+
+pub use email::Email;
+pub use password::Password;
+pub use scope::Scope;
+
+/// An error parsing outside input: which field, and what is wrong with it, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ParseError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ParseError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

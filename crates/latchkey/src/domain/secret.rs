@@ -1,0 +1,107 @@
+//! Random secrets and how they are kept: only hashes reach the store (SHA-256 for high-entropy
+//! tokens, HMAC-SHA256 with a server key for anything derived), compared in constant time.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Prefixes make leaked tokens recognisable to secret scanners and to people.
+pub const REFRESH_PREFIX: &str = "lk_rt_";
+pub const WEB_SESSION_PREFIX: &str = "lk_ws_";
+pub const CLIENT_SECRET_PREFIX: &str = "lk_cs_";
+
+/// Fills `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // getrandom only fails when the OS has no entropy source at all; serving then would be unsafe.
+    getrandom::fill(&mut buf).expect("the operating system's random number generator failed");
+    buf
+}
+
+/// A new opaque token: `prefix` and 256 random bits, base64url.
+pub fn new_token(prefix: &str) -> String {
+    format!("{prefix}{}", B64.encode(random_bytes::<32>()))
+}
+
+/// Parses a presented token: right prefix, then exactly 32 bytes of base64url. Anything else is
+/// not a token we issued, and is refused before any lookup.
+pub fn token_bytes(token: &str, prefix: &str) -> Option<[u8; 32]> {
+    let body = token.strip_prefix(prefix)?;
+    if body.len() != 43 {
+        return None;
+    }
+    let v = B64.decode(body).ok()?;
+    v.try_into().ok()
+}
+
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+/// The stored form of a token: SHA-256 of the whole token string.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    sha256(token.as_bytes())
+}
+
+pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(&(p.len() as u64).to_be_bytes());
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The successor of a refresh token, derived rather than stored: `HMAC(key, predecessor)`.
+/// This lets the grace window hand a client that retries with its immediate predecessor the
+/// *same* successor (RFC 9700 §4.14.2 practice) while the store still holds only hashes.
+pub fn refresh_successor(key: &[u8], predecessor: &str) -> String {
+    let mac = hmac(
+        key,
+        &[b"latchkey refresh successor v1", predecessor.as_bytes()],
+    );
+    format!("{REFRESH_PREFIX}{}", B64.encode(mac))
+}
+
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+pub fn b64url(data: &[u8]) -> String {
+    B64.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_lookalikes() {
+        let t = new_token(REFRESH_PREFIX);
+        assert_eq!(t.len(), REFRESH_PREFIX.len() + 43);
+        assert!(token_bytes(&t, REFRESH_PREFIX).is_some());
+        assert!(token_bytes(&t, WEB_SESSION_PREFIX).is_none());
+        assert!(token_bytes(&format!("{t}A"), REFRESH_PREFIX).is_none());
+        assert!(token_bytes("lk_rt_é", REFRESH_PREFIX).is_none());
+        assert_ne!(new_token(REFRESH_PREFIX), new_token(REFRESH_PREFIX));
+    }
+
+    #[test]
+    fn successor_is_deterministic_per_key() {
+        let t = new_token(REFRESH_PREFIX);
+        let s1 = refresh_successor(b"k1", &t);
+        assert_eq!(s1, refresh_successor(b"k1", &t));
+        assert_ne!(s1, refresh_successor(b"k2", &t));
+        assert!(token_bytes(&s1, REFRESH_PREFIX).is_some());
+    }
+
+    #[test]
+    fn constant_time_eq_matches_eq() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

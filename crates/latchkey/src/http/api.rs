@@ -1,0 +1,219 @@
+//! `/api/v1`: accounts, sessions, devices and the audit log, as JSON.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, AuthUser};
+use crate::app::ClientMeta;
+use crate::clock::rfc3339;
+use crate::domain::device::DeviceInput;
+use crate::service::accounts;
+use crate::service::auth::{self, PasswordLogin};
+use crate::service::devices::{self, DeviceView};
+use crate::service::sessions::{self, TokenResponse};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/accounts", post(register))
+        .route("/api/v1/sessions", post(login).delete(logout_everywhere))
+        .route("/api/v1/sessions/current", delete(logout))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{id}", delete(revoke_device))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/me", get(me))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 8 to 1024 characters.
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: String,
+    pub email: String,
+    pub created_at: String,
+}
+
+/// Create an account (self-registration; operators can switch it off).
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = RegisterRequest,
+    responses((status = 201, body = AccountView), (status = 409, description = "e-mail taken"), (status = 422, description = "invalid e-mail or password"), (status = 429, description = "too many accounts from this IP")))]
+pub async fn register(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+    let u = accounts::register(&s.app, &req.email, req.password, &meta).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountView {
+            id: u.id,
+            email: u.email,
+            created_at: rfc3339(u.created_at),
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// What this device calls itself; OS and browser come from the User-Agent.
+    pub device: Option<DeviceInput>,
+    /// The client the session belongs to; `latchkey-cli` when absent.
+    pub client_id: Option<String>,
+    /// Only for confidential clients.
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// Sign in with e-mail and password; answers tokens for a new device session.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "wrong e-mail or password (the same answer for both)"),
+        (status = 429, description = "too many attempts; see Retry-After"), (status = 503, description = "overloaded; see Retry-After")))]
+pub async fn login(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let opened = auth::password_login(
+        &s.app,
+        PasswordLogin {
+            email: req.email,
+            password: req.password,
+            device: req.device,
+            client_id: req.client_id,
+            client_secret: req.client_secret,
+            scope: req.scope,
+            web: false,
+        },
+        &meta,
+    )
+    .await?;
+    let tokens = opened
+        .tokens
+        .ok_or_else(|| anyhow::anyhow!("API session without tokens"))?;
+    Ok(Json(tokens))
+}
+
+/// Log out: ends the session of this access token.
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions", security(("bearer" = [])), responses((status = 204), (status = 401)))]
+pub async fn logout(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+) -> Result<StatusCode, ApiError> {
+    sessions::logout(&s.app, &caller, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogoutEverywhere {
+    pub sessions_ended: u64,
+}
+
+/// Log out everywhere: ends every session of the account, this one included.
+#[utoipa::path(delete, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])), responses((status = 200, body = LogoutEverywhere), (status = 401)))]
+pub async fn logout_everywhere(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<LogoutEverywhere>, ApiError> {
+    let n = sessions::logout_everywhere(&s.app, &caller, &meta).await?;
+    Ok(Json(LogoutEverywhere { sessions_ended: n }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub user_id: String,
+    pub email: String,
+    pub session_id: String,
+    pub device_id: String,
+    pub scope: String,
+}
+
+/// Who the bearer token belongs to.
+#[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401)))]
+pub async fn me(
+    State(s): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<Me>, ApiError> {
+    let user = s
+        .app
+        .store
+        .user_by_id(&caller.user_id)
+        .await?
+        .ok_or(crate::app::AppError::Unauthorized)?;
+    Ok(Json(Me {
+        user_id: user.id,
+        email: user.email,
+        session_id: caller.session_id,
+        device_id: caller.device_id,
+        scope: caller.scope,
+    }))
+}
+
+/// The account's devices, the calling one marked `current`.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), responses((status = 200, body = Vec<DeviceView>), (status = 401)))]
+pub async fn list_devices(
+    State(s): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<Vec<DeviceView>>, ApiError> {
+    Ok(Json(devices::list(&s.app, &caller).await?))
+}
+
+/// Revoke a device: its sessions and refresh tokens stop working at once.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 404, description = "no such live device on this account")))]
+pub async fn revoke_device(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    devices::revoke(&s.app, &caller, &id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub at: String,
+    pub kind: String,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl From<crate::store::AuditRow> for AuditEntry {
+    fn from(r: crate::store::AuditRow) -> Self {
+        Self {
+            at: rfc3339(r.at),
+            kind: r.kind,
+            device_id: r.device_id,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            detail: serde_json::from_str(&r.detail).unwrap_or_default(),
+        }
+    }
+}
+
+/// The account's own security events, newest first (at most 100).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), responses((status = 200, body = Vec<AuditEntry>), (status = 401)))]
+pub async fn audit(
+    State(s): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let rows = s.app.store.audit_for_user(&caller.user_id, 100).await?;
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
+}

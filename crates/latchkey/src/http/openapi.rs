@@ -1,0 +1,39 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey", description = "Device authorization and passwordless login server."),
+    paths(
+        super::api::register, super::api::login, super::api::logout, super::api::logout_everywhere, super::api::me,
+        super::api::list_devices, super::api::revoke_device, super::api::audit,
+        super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
+        super::ops::healthz, super::ops::readyz,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "audit"), (name = "oauth"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn spec() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

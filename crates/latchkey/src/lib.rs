@@ -1,0 +1,23 @@
+//! Latchkey: device authorization and passwordless login.
+//!
+//! Layers, from the inside out: `domain` (pure), `store` (one trait, backends), `events`,
+//! `service` (use cases), `http` (axum) and `cli`. See `docs/architecture.md`.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod keys;
+pub mod passwords;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+/// Both rustls and jsonwebtoken want exactly one process-wide crypto provider: aws-lc-rs.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,98 @@
+//! The audit trail: every security event with time, user, device, IP and User-Agent.
+
+use crate::app::{App, AppResult, ClientMeta};
+use crate::store::AuditRow;
+
+/// The kinds of event, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    AccountCreated,
+    LoginSucceeded,
+    LoginFailed,
+    Logout,
+    LogoutEverywhere,
+    DeviceAdded,
+    DeviceRevoked,
+    RefreshTokenReuse,
+    TokenRevoked,
+    KeyRotated,
+    ClientCreated,
+    RateLimited,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccountCreated => "account_created",
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::Logout => "logout",
+            Self::LogoutEverywhere => "logout_everywhere",
+            Self::DeviceAdded => "device_added",
+            Self::DeviceRevoked => "device_revoked",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::TokenRevoked => "token_revoked",
+            Self::KeyRotated => "key_rotated",
+            Self::ClientCreated => "client_created",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+}
+
+pub struct Audit<'a> {
+    pub kind: AuditKind,
+    pub user_id: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub meta: Option<&'a ClientMeta>,
+    pub detail: serde_json::Value,
+}
+
+impl<'a> Audit<'a> {
+    pub fn new(kind: AuditKind) -> Self {
+        Self {
+            kind,
+            user_id: None,
+            device_id: None,
+            meta: None,
+            detail: serde_json::json!({}),
+        }
+    }
+    pub fn user(mut self, id: &'a str) -> Self {
+        self.user_id = Some(id);
+        self
+    }
+    pub fn device(mut self, id: &'a str) -> Self {
+        self.device_id = Some(id);
+        self
+    }
+    pub fn meta(mut self, m: &'a ClientMeta) -> Self {
+        self.meta = Some(m);
+        self
+    }
+    pub fn detail(mut self, d: serde_json::Value) -> Self {
+        self.detail = d;
+        self
+    }
+
+    pub async fn record(self, app: &App) -> AppResult<()> {
+        tracing::info!(
+            event = self.kind.as_str(),
+            user_id = self.user_id,
+            device_id = self.device_id,
+            ip = self.meta.map(|m| m.ip.as_str()),
+            "audit"
+        );
+        let row = AuditRow {
+            id: 0,
+            at: app.now(),
+            kind: self.kind.as_str().into(),
+            user_id: self.user_id.map(Into::into),
+            device_id: self.device_id.map(Into::into),
+            ip: self.meta.map(|m| m.ip.clone()),
+            user_agent: self.meta.map(|m| m.user_agent.clone()),
+            detail: self.detail.to_string(),
+        };
+        app.store.record_audit(&row).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! Password login, with brute-force limits that never lock the owner out.
+
+use super::audit::{Audit, AuditKind};
+use super::clients::{self, CLI_CLIENT, WEB_CLIENT};
+use super::limits;
+use super::sessions::{self, AuthorizedBy, NewSession, Opened};
+use crate::app::{App, AppError, AppResult, ClientMeta};
+use crate::domain::device::{DeviceFacts, DeviceInput};
+use crate::domain::{Email, Password, Scope, policy};
+
+pub struct PasswordLogin {
+    pub email: String,
+    pub password: String,
+    pub device: Option<DeviceInput>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+    /// A browser login through `/login` (cookie session) rather than the API (tokens).
+    pub web: bool,
+}
+
+pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) -> AppResult<Opened> {
+    let lim = &app.settings.limits;
+    // Parse everything before spending any work; a malformed e-mail is a 4xx that reveals nothing.
+    let email = Email::parse(&req.email)?;
+    let password = Password::for_login(req.password)?;
+    let device = DeviceFacts::from_input(req.device.as_ref(), &meta.user_agent)?;
+    let client_id = match (&req.client_id, req.web) {
+        (_, true) => WEB_CLIENT.to_owned(),
+        (Some(c), false) => clients::parse_client_id(c)?,
+        (None, false) => CLI_CLIENT.to_owned(),
+    };
+    if !req.web {
+        clients::authenticate(app, &client_id, req.client_secret.as_deref()).await?;
+    }
+    let scope = Scope::parse(
+        req.scope
+            .as_deref()
+            .unwrap_or(&app.settings.tokens.default_scope),
+    )?;
+    if scope.is_empty() {
+        return Err(AppError::InvalidScope("scope must not be empty".into()));
+    }
+
+    limits::check(
+        app,
+        &format!("login:ip:{}", meta.ip),
+        lim.login_per_ip_per_minute,
+        60,
+        meta,
+    )
+    .await?;
+    let now = app.now();
+    let throttle_key = format!("login:{}", email.as_str());
+    if let Some((failures, last)) = app.store.login_failures(&throttle_key).await?
+        && let Some(wait) = policy::login_retry_after(
+            failures,
+            last,
+            now,
+            lim.login_free_failures,
+            lim.login_max_delay_secs,
+        )
+    {
+        metrics::counter!("latchkey_logins_total", "result" => "throttled").increment(1);
+        return Err(AppError::RateLimited { retry_after: wait });
+    }
+
+    let user = app.store.user_by_email(email.as_str()).await?;
+    let ok = app
+        .passwords
+        .verify(
+            user.as_ref().map(|u| u.id.as_str()),
+            &password,
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+        )
+        .await?;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        (_, user) => {
+            app.store.record_login_failure(&throttle_key, now).await?;
+            metrics::counter!("latchkey_logins_total", "result" => "failed").increment(1);
+            let mut a = Audit::new(AuditKind::LoginFailed).meta(meta);
+            if let Some(u) = &user {
+                a = a.user(&u.id);
+            }
+            a.detail(serde_json::json!({ "method": "password" }))
+                .record(app)
+                .await?;
+            return Err(AppError::InvalidCredentials);
+        }
+    };
+    app.store.clear_login_failures(&throttle_key).await?;
+    let opened = sessions::open(
+        app,
+        NewSession {
+            user_id: &user.id,
+            client_id: &client_id,
+            scope: scope.to_string(),
+            amr: vec!["pwd"],
+            device,
+            authorized_by: AuthorizedBy::Password,
+            approved_by_device: None,
+            web: req.web,
+        },
+        meta,
+    )
+    .await?;
+    metrics::counter!("latchkey_logins_total", "result" => "ok").increment(1);
+    Audit::new(AuditKind::LoginSucceeded)
+        .user(&user.id)
+        .device(&opened.device.id)
+        .meta(meta)
+        .detail(serde_json::json!({ "method": "password", "client_id": client_id }))
+        .record(app)
+        .await?;
+    Ok(opened)
+}

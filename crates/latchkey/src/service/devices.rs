@@ -1,0 +1,72 @@
+use super::audit::{Audit, AuditKind};
+use super::sessions::Caller;
+use crate::app::{App, AppError, AppResult, ClientMeta};
+use crate::clock::rfc3339;
+use crate::events::Event;
+
+/// A device as its owner sees it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub os: String,
+    pub browser: String,
+    pub authorized_by: String,
+    pub approved_by_device: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub last_ip: String,
+    pub trusted_until: Option<String>,
+    /// The device this request comes from.
+    pub current: bool,
+}
+
+pub async fn list(app: &App, caller: &Caller) -> AppResult<Vec<DeviceView>> {
+    let rows = app.store.devices_for_user(&caller.user_id).await?;
+    Ok(rows
+        .into_iter()
+        .map(|d| DeviceView {
+            current: d.id == caller.device_id,
+            first_seen: rfc3339(d.first_seen_at),
+            last_seen: rfc3339(d.last_seen_at),
+            trusted_until: d.trusted_until.map(rfc3339),
+            id: d.id,
+            name: d.name,
+            kind: d.kind,
+            os: d.os,
+            browser: d.browser,
+            authorized_by: d.authorized_by,
+            approved_by_device: d.approved_by_device,
+            last_ip: d.last_ip,
+        })
+        .collect())
+}
+
+/// Revokes one of the caller's devices: its sessions and refresh tokens die at once.
+pub async fn revoke(
+    app: &App,
+    caller: &Caller,
+    device_id: &str,
+    meta: &ClientMeta,
+) -> AppResult<()> {
+    if !app
+        .store
+        .revoke_device(&caller.user_id, device_id, app.now())
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    app.events.publish(Event::DeviceRevoked {
+        user_id: caller.user_id.clone(),
+        device_id: device_id.into(),
+    });
+    Audit::new(AuditKind::DeviceRevoked)
+        .user(&caller.user_id)
+        .device(device_id)
+        .meta(meta)
+        .detail(serde_json::json!({ "by_device": caller.device_id }))
+        .record(app)
+        .await?;
+    Ok(())
+}

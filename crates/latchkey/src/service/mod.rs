@@ -1,0 +1,11 @@
+//! Use cases: each function is one thing a person or client does, over the store and domain.
+//! Thin HTTP handlers and the CLI both call these.
+
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod clients;
+pub mod devices;
+pub mod limits;
+pub mod sessions;
+pub mod tokens;

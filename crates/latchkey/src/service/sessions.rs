@@ -1,0 +1,257 @@
+//! Opening sessions and issuing their tokens. Every flow that signs a device in ends here.
+
+use super::audit::{Audit, AuditKind};
+use crate::app::{App, AppError, AppResult, ClientMeta};
+use crate::domain::device::DeviceFacts;
+use crate::domain::secret;
+use crate::events::Event;
+use crate::keys::AccessClaims;
+use crate::store::{DeviceRow, RefreshTokenRow, SessionRow};
+
+/// How a device came to be signed in.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthorizedBy {
+    Password,
+}
+
+impl AuthorizedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+        }
+    }
+}
+
+pub struct NewSession<'a> {
+    pub user_id: &'a str,
+    pub client_id: &'a str,
+    pub scope: String,
+    pub amr: Vec<&'static str>,
+    pub device: DeviceFacts,
+    pub authorized_by: AuthorizedBy,
+    pub approved_by_device: Option<String>,
+    /// A browser session (cookie) rather than an API session (refresh token).
+    pub web: bool,
+}
+
+/// Tokens for an API client, in the shape of RFC 6749 §5.1.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub scope: String,
+    pub device_id: String,
+}
+
+pub struct Opened {
+    pub session: SessionRow,
+    pub device: DeviceRow,
+    /// For API sessions.
+    pub tokens: Option<TokenResponse>,
+    /// For browser sessions: the cookie's value.
+    pub web_token: Option<String>,
+}
+
+pub async fn open(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> AppResult<Opened> {
+    let now = app.now();
+    let t = &app.settings.tokens;
+    let device = DeviceRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: n.user_id.into(),
+        name: n.device.name,
+        kind: n.device.kind.as_str().into(),
+        os: n.device.os,
+        browser: n.device.browser,
+        user_agent: meta.user_agent.clone(),
+        authorized_by: n.authorized_by.as_str().into(),
+        approved_by_device: n.approved_by_device,
+        first_seen_at: now,
+        last_seen_at: now,
+        last_ip: meta.ip.clone(),
+        trusted_until: None,
+        revoked_at: None,
+    };
+    let web_token = n.web.then(|| secret::new_token(secret::WEB_SESSION_PREFIX));
+    let session = SessionRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: n.user_id.into(),
+        device_id: device.id.clone(),
+        client_id: n.client_id.into(),
+        scope: n.scope,
+        amr: n.amr.join(" "),
+        web_token_hash: web_token.as_deref().map(secret::token_hash),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + t.session_absolute_secs as i64,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    let refresh = (!n.web).then(|| secret::new_token(secret::REFRESH_PREFIX));
+    let refresh_row = refresh.as_deref().map(|r| RefreshTokenRow {
+        hash: secret::token_hash(r),
+        session_id: session.id.clone(),
+        client_id: session.client_id.clone(),
+        created_at: now,
+        expires_at: (now + t.refresh_idle_secs as i64).min(session.expires_at),
+        superseded_at: None,
+        successor_hash: None,
+    });
+    app.store
+        .create_session(&device, &session, refresh_row.as_ref())
+        .await?;
+    Audit::new(AuditKind::DeviceAdded)
+        .user(n.user_id)
+        .device(&device.id)
+        .meta(meta)
+        .detail(serde_json::json!({ "name": device.name, "authorized_by": device.authorized_by, "client_id": session.client_id }))
+        .record(app)
+        .await?;
+    let tokens = match refresh {
+        Some(r) => Some(token_response(app, &session, r).await?),
+        None => None,
+    };
+    metrics::counter!("latchkey_sessions_opened_total", "authorized_by" => n.authorized_by.as_str()).increment(1);
+    Ok(Opened {
+        session,
+        device,
+        tokens,
+        web_token,
+    })
+}
+
+pub async fn access_token(app: &App, s: &SessionRow) -> AppResult<String> {
+    let now = app.now();
+    let claims = AccessClaims {
+        iss: app.issuer.clone(),
+        sub: s.user_id.clone(),
+        sid: s.id.clone(),
+        did: s.device_id.clone(),
+        client_id: s.client_id.clone(),
+        amr: s
+            .amr
+            .split(' ')
+            .filter(|a| !a.is_empty())
+            .map(Into::into)
+            .collect(),
+        scope: s.scope.clone(),
+        iat: now,
+        exp: now + app.settings.tokens.access_ttl_secs as i64,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    Ok(app.keys.sign(&claims, now).await?)
+}
+
+pub async fn token_response(
+    app: &App,
+    s: &SessionRow,
+    refresh_token: String,
+) -> AppResult<TokenResponse> {
+    let access_token = access_token(app, s).await?;
+    metrics::counter!("latchkey_tokens_issued_total").increment(1);
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: app.settings.tokens.access_ttl_secs,
+        refresh_token,
+        scope: s.scope.clone(),
+        device_id: s.device_id.clone(),
+    })
+}
+
+/// Who is calling: a live session, found from a bearer token or a browser cookie.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub session_id: String,
+    pub device_id: String,
+    pub scope: String,
+}
+
+impl From<&SessionRow> for Caller {
+    fn from(s: &SessionRow) -> Self {
+        Self {
+            user_id: s.user_id.clone(),
+            session_id: s.id.clone(),
+            device_id: s.device_id.clone(),
+            scope: s.scope.clone(),
+        }
+    }
+}
+
+/// Checks an access token and the session behind it, so a revoked session stops working at once.
+pub async fn caller_from_bearer(app: &App, token: &str) -> AppResult<Caller> {
+    let now = app.now();
+    let claims = app
+        .keys
+        .verify(token, &app.issuer, now)
+        .await
+        .ok_or(AppError::Unauthorized)?;
+    let session = app
+        .store
+        .session(&claims.sid)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    if !session.is_live(now) || session.user_id != claims.sub || session.device_id != claims.did {
+        return Err(AppError::Unauthorized);
+    }
+    Ok(Caller::from(&session))
+}
+
+/// Checks a browser session cookie: live, and not idle for longer than the refresh idle time.
+pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> AppResult<Caller> {
+    secret::token_bytes(token, secret::WEB_SESSION_PREFIX).ok_or(AppError::Unauthorized)?;
+    let now = app.now();
+    let session = app
+        .store
+        .session_by_web_token(&secret::token_hash(token))
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let idle = now - session.last_used_at > app.settings.tokens.refresh_idle_secs as i64;
+    if !session.is_live(now) || idle {
+        return Err(AppError::Unauthorized);
+    }
+    if now - session.last_used_at >= 60 {
+        app.store.touch_session(&session, &meta.ip, now).await?;
+    }
+    Ok(Caller::from(&session))
+}
+
+pub async fn logout(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<()> {
+    if app
+        .store
+        .revoke_session(&caller.session_id, "logout", app.now())
+        .await?
+    {
+        app.events.publish(Event::SessionRevoked {
+            user_id: caller.user_id.clone(),
+            session_id: caller.session_id.clone(),
+        });
+        Audit::new(AuditKind::Logout)
+            .user(&caller.user_id)
+            .device(&caller.device_id)
+            .meta(meta)
+            .record(app)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn logout_everywhere(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<u64> {
+    let n = app
+        .store
+        .revoke_user_sessions(&caller.user_id, None, "logout_everywhere", app.now())
+        .await?;
+    app.events.publish(Event::AllSessionsRevoked {
+        user_id: caller.user_id.clone(),
+    });
+    Audit::new(AuditKind::LogoutEverywhere)
+        .user(&caller.user_id)
+        .device(&caller.device_id)
+        .meta(meta)
+        .detail(serde_json::json!({ "sessions": n }))
+        .record(app)
+        .await?;
+    Ok(n)
+}

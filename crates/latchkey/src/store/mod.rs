@@ -1,0 +1,124 @@
+//! The one store trait. SQLite is the embedded backend; PostgreSQL comes behind the same trait.
+//! Every single-use thing is consumed by one conditional write inside the backend, so callers
+//! never read-then-write. Times are unix seconds.
+
+mod records;
+pub mod sqlite;
+
+pub use records::*;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (an e-mail or id already taken).
+    #[error("already exists")]
+    Conflict,
+    #[error("database error: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Result of presenting a refresh token for rotation.
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// The token was live and is now superseded by the successor, in one transaction.
+    Rotated {
+        session: SessionRow,
+        expires_at: i64,
+    },
+    /// No rotation happened; here is what the presented token is, if it exists at all.
+    NotRotated(Option<RefreshTokenRow>),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// The value stored under `name`, storing `fresh` first if there was none (first start).
+    async fn secret_or_insert(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
+    /// Adds `key` as the active key, retiring the previous one at `now`, in one transaction.
+    async fn rotate_signing_key(&self, key: &SigningKeyRow, now: i64) -> StoreResult<()>;
+    /// Adds `key` only if no key is active (first start; races between instances are fine).
+    async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()>;
+
+    async fn create_user(&self, user: &UserRow) -> StoreResult<()>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRow>>;
+
+    async fn create_client(&self, client: &ClientRow) -> StoreResult<()>;
+    async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>>;
+
+    /// Creates the device, the session and (for API sessions) its first refresh token together.
+    async fn create_session(
+        &self,
+        device: &DeviceRow,
+        session: &SessionRow,
+        refresh: Option<&RefreshTokenRow>,
+    ) -> StoreResult<()>;
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>>;
+    async fn session_by_web_token(&self, hash: &[u8]) -> StoreResult<Option<SessionRow>>;
+    /// Marks the session and its device as used now from `ip`.
+    async fn touch_session(&self, session: &SessionRow, ip: &str, now: i64) -> StoreResult<()>;
+    /// Revokes one live session; false when it was already dead.
+    async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> StoreResult<bool>;
+    /// Revokes every live session of the user but `except`; returns how many.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<u64>;
+    async fn count_live_sessions(&self, now: i64) -> StoreResult<i64>;
+
+    async fn devices_for_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>>;
+    /// Revokes the user's device and every session on it at once; false when there was no such
+    /// live device of this user.
+    async fn revoke_device(&self, user_id: &str, device_id: &str, now: i64) -> StoreResult<bool>;
+
+    /// Supersedes the live token `old_hash` of `client_id` by a successor hashed `new_hash`, in one
+    /// conditional write plus insert. The successor expires at `idle_expires_at`, but never after
+    /// its session does.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        client_id: &str,
+        new_hash: &[u8],
+        idle_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation>;
+    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshTokenRow>>;
+
+    async fn record_audit(&self, event: &AuditRow) -> StoreResult<()>;
+    async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>>;
+    async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
+
+    /// Counts one hit in the fixed window of `window` seconds that holds `now`; returns the count
+    /// in that window including this hit, and the window's end.
+    async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)>;
+    async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>>;
+    async fn record_login_failure(&self, key: &str, now: i64) -> StoreResult<()>;
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store a database URL names, applying migrations.
+pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(url, max_connections).await?,
+        ))
+    } else {
+        anyhow::bail!(
+            "unsupported database URL {url:?}: use sqlite://PATH (PostgreSQL support is planned)"
+        )
+    }
+}

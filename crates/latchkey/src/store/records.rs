@@ -1,0 +1,88 @@
+//! Rows as the store keeps them. Plain data; the domain and service layers give them meaning.
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub seed: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub kind: String,
+    pub os: String,
+    pub browser: String,
+    pub user_agent: String,
+    pub authorized_by: String,
+    pub approved_by_device: Option<String>,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    pub last_ip: String,
+    pub trusted_until: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub amr: String,
+    pub web_token_hash: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoke_reason: Option<String>,
+}
+
+impl SessionRow {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshTokenRow {
+    pub hash: Vec<u8>,
+    pub session_id: String,
+    pub client_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub superseded_at: Option<i64>,
+    pub successor_hash: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: String,
+}
