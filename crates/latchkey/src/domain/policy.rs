@@ -1,7 +1,7 @@
 //! Time-based policies, as pure functions of the state and `now` (unix seconds).
 
 /// Escalating per-account delay after failed logins. The first `free` failures cost nothing;
-/// after that each failure doubles the wait, capped at `max_delay` seconds. There is no hard
+/// then the wait starts at 2 s and doubles with each failure, capped at `max_delay` seconds. There is no hard
 /// lockout: a stranger who knows someone's e-mail can slow their logins to one per `max_delay`
 /// at worst, never stop them.
 pub fn login_delay(failures: u32, free: u32, max_delay: u64) -> u64 {
@@ -9,7 +9,7 @@ pub fn login_delay(failures: u32, free: u32, max_delay: u64) -> u64 {
         return 0;
     }
     let exp = (failures - free).min(20);
-    (1u64 << exp).min(max_delay)
+    (2u64 << exp).min(max_delay)
 }
 
 /// Seconds still to wait before the next attempt is allowed, if any.
@@ -58,11 +58,11 @@ mod tests {
     fn delay_escalates_and_caps() {
         assert_eq!(login_delay(0, 5, 60), 0);
         assert_eq!(login_delay(4, 5, 60), 0);
-        assert_eq!(login_delay(5, 5, 60), 1);
-        assert_eq!(login_delay(7, 5, 60), 4);
+        assert_eq!(login_delay(5, 5, 60), 2);
+        assert_eq!(login_delay(7, 5, 60), 8);
         assert_eq!(login_delay(50, 5, 60), 60);
-        assert_eq!(login_retry_after(7, 100, 102, 5, 60), Some(2));
-        assert_eq!(login_retry_after(7, 100, 104, 5, 60), None);
+        assert_eq!(login_retry_after(7, 100, 102, 5, 60), Some(6));
+        assert_eq!(login_retry_after(7, 100, 108, 5, 60), None);
     }
 
     #[test]
