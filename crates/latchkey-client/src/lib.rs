@@ -9,10 +9,7 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
     /// The server answered with an error; `status` and its body (problem details or OAuth error).
     #[error("server answered {status}: {body}")]
-    Server {
-        status: u16,
-        body: serde_json::Value,
-    },
+    Server { status: u16, body: serde_json::Value },
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -49,15 +46,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(base_url: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("latchkey-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self {
-            base: base_url.trim_end_matches('/').to_owned(),
-            http,
-            client_id: "latchkey-cli".into(),
-        }
+        let http =
+            reqwest::Client::builder().user_agent(concat!("latchkey-client/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default();
+        Self { base: base_url.trim_end_matches('/').to_owned(), http, client_id: "latchkey-cli".into() }
     }
 
     pub fn with_client_id(mut self, id: &str) -> Self {
@@ -75,10 +66,7 @@ impl Client {
             return Ok(resp.json().await?);
         }
         let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        Err(ClientError::Server {
-            status: status.as_u16(),
-            body,
-        })
+        Err(ClientError::Server { status: status.as_u16(), body })
     }
 
     async fn expect_ok(resp: reqwest::Response) -> Result<()> {
@@ -87,10 +75,7 @@ impl Client {
             return Ok(());
         }
         let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        Err(ClientError::Server {
-            status: status.as_u16(),
-            body,
-        })
+        Err(ClientError::Server { status: status.as_u16(), body })
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Result<serde_json::Value> {
@@ -103,67 +88,33 @@ impl Client {
         Self::decode(r).await
     }
 
-    pub async fn login(
-        &self,
-        email: &str,
-        password: &str,
-        device_name: Option<&str>,
-    ) -> Result<Tokens> {
+    pub async fn login(&self, email: &str, password: &str, device_name: Option<&str>) -> Result<Tokens> {
         let mut body = serde_json::json!({ "email": email, "password": password, "client_id": self.client_id });
         if let Some(n) = device_name {
             body["device"] = serde_json::json!({ "name": n });
         }
-        let r = self
-            .http
-            .post(format!("{}/api/v1/sessions", self.base))
-            .json(&body)
-            .send()
-            .await?;
+        let r = self.http.post(format!("{}/api/v1/sessions", self.base)).json(&body).send().await?;
         Self::decode(r).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", self.client_id.as_str()),
-        ];
-        let r = self
-            .http
-            .post(format!("{}/oauth/token", self.base))
-            .form(&form)
-            .send()
-            .await?;
+        let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", self.client_id.as_str())];
+        let r = self.http.post(format!("{}/oauth/token", self.base)).form(&form).send().await?;
         Self::decode(r).await
     }
 
     pub async fn devices(&self, access_token: &str) -> Result<Vec<Device>> {
-        let r = self
-            .http
-            .get(format!("{}/api/v1/devices", self.base))
-            .bearer_auth(access_token)
-            .send()
-            .await?;
+        let r = self.http.get(format!("{}/api/v1/devices", self.base)).bearer_auth(access_token).send().await?;
         Self::decode(r).await
     }
 
     pub async fn revoke_device(&self, access_token: &str, device_id: &str) -> Result<()> {
-        let r = self
-            .http
-            .delete(format!("{}/api/v1/devices/{device_id}", self.base))
-            .bearer_auth(access_token)
-            .send()
-            .await?;
+        let r = self.http.delete(format!("{}/api/v1/devices/{device_id}", self.base)).bearer_auth(access_token).send().await?;
         Self::expect_ok(r).await
     }
 
     pub async fn logout(&self, access_token: &str) -> Result<()> {
-        let r = self
-            .http
-            .delete(format!("{}/api/v1/sessions/current", self.base))
-            .bearer_auth(access_token)
-            .send()
-            .await?;
+        let r = self.http.delete(format!("{}/api/v1/sessions/current", self.base)).bearer_auth(access_token).send().await?;
         Self::expect_ok(r).await
     }
 }

@@ -19,6 +19,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Key for deriving refresh-token successors (see `domain::secret::refresh_successor`).
     pub refresh_key: Vec<u8>,
+    /// Key for the HMAC under which human codes (user codes, pairing codes) are stored.
+    pub code_key: Vec<u8>,
     /// The public base URL and token issuer.
     pub issuer: String,
     /// Whether cookies carry `Secure` (and so may use the `__Host-` prefix).
@@ -36,22 +38,11 @@ impl App {
         let now = clock.now();
         let keys = KeyRing::new(store.clone(), settings.tokens.access_ttl_secs as i64);
         keys.init(now).await?;
-        let refresh_key = store
-            .secret_or_insert("refresh_successor_key", &secret::random_bytes::<32>())
-            .await?;
+        let refresh_key = store.secret_or_insert("refresh_successor_key", &secret::random_bytes::<32>()).await?;
+        let code_key = store.secret_or_insert("code_hmac_key", &secret::random_bytes::<32>()).await?;
         let passwords = PasswordHasher::new(&settings.passwords)?;
         let secure_cookies = !is_plain_http_loopback(&issuer);
-        Ok(Self {
-            settings,
-            store,
-            keys,
-            passwords,
-            events,
-            clock,
-            refresh_key,
-            issuer,
-            secure_cookies,
-        })
+        Ok(Self { settings, store, keys, passwords, events, clock, refresh_key, code_key, issuer, secure_cookies })
     }
 
     pub fn now(&self) -> i64 {
@@ -103,6 +94,9 @@ pub enum AppError {
     InvalidClient,
     #[error("{0}")]
     InvalidScope(String),
+    /// An RFC 8628 §3.5 answer to a device polling the token endpoint.
+    #[error("{0}")]
+    DeviceGrant(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

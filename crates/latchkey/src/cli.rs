@@ -50,11 +50,9 @@ pub struct GlobalArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    #[command(
-        long_about = "Run the server. With no configuration it listens on 127.0.0.1:8080, creates ./latchkey-data/latchkey.db \
+    #[command(long_about = "Run the server. With no configuration it listens on 127.0.0.1:8080, creates ./latchkey-data/latchkey.db \
 (SQLite, WAL), applies migrations, generates its Ed25519 signing key on first start, and prints where it listens. \
-Ctrl-C or SIGTERM stop it gracefully.\n\nExample:\n    latchkey serve --listen 0.0.0.0:8080 --data-dir /var/lib/latchkey"
-    )]
+Ctrl-C or SIGTERM stop it gracefully.\n\nExample:\n    latchkey serve --listen 0.0.0.0:8080 --data-dir /var/lib/latchkey")]
     Serve {
         /// Address and port to listen on (port 0 picks a free one).
         #[arg(long, value_name = "ADDR:PORT")]
@@ -70,10 +68,8 @@ Ctrl-C or SIGTERM stop it gracefully.\n\nExample:\n    latchkey serve --listen 0
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Show the security events of every account, newest first.
-    #[command(
-        long_about = "Show the audit log: logins, failures, logouts, device changes, token reuse, key rotations and \
-limits hit, with time, account, device, IP and User-Agent.\n\nExample:\n    latchkey audit --limit 20 --json"
-    )]
+    #[command(long_about = "Show the audit log: logins, failures, logouts, device changes, token reuse, key rotations and \
+limits hit, with time, account, device, IP and User-Agent.\n\nExample:\n    latchkey audit --limit 20 --json")]
     Audit {
         /// How many events to show.
         #[arg(long, default_value_t = 50)]
@@ -89,11 +85,9 @@ limits hit, with time, account, device, IP and User-Agent.\n\nExample:\n    latc
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
     /// Create an account with a password.
-    #[command(
-        long_about = "Create an account. The password is asked for twice at a prompt, or read from the first line of \
+    #[command(long_about = "Create an account. The password is asked for twice at a prompt, or read from the first line of \
 standard input with --password-stdin (for scripts).\n\nExamples:\n    latchkey user add ann@example.com\n    \
-echo \"$PASSWORD\" | latchkey user add ann@example.com --password-stdin"
-    )]
+echo \"$PASSWORD\" | latchkey user add ann@example.com --password-stdin")]
     Add {
         /// The account's e-mail address.
         email: String,
@@ -106,11 +100,9 @@ echo \"$PASSWORD\" | latchkey user add ann@example.com --password-stdin"
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
     /// Register an OAuth client.
-    #[command(
-        long_about = "Register an OAuth client. Public clients (the default) cannot keep a secret: CLIs, TVs, mobile apps. \
+    #[command(long_about = "Register an OAuth client. Public clients (the default) cannot keep a secret: CLIs, TVs, mobile apps. \
 A confidential client (--confidential) gets a secret, printed once and stored only as a hash; it may use token introspection.\n\n\
-Example:\n    latchkey client add tv-app --name \"Living-room TV app\""
-    )]
+Example:\n    latchkey client add tv-app --name \"Living-room TV app\"")]
     Add {
         /// The client_id: 1 to 64 of A-Z a-z 0-9 - _ .
         id: String,
@@ -126,22 +118,15 @@ Example:\n    latchkey client add tv-app --name \"Living-room TV app\""
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Add a new signing key; the old one stays published until its last token has expired.
-    #[command(
-        long_about = "Add a new Ed25519 signing key and sign new access tokens with it. The previous key stays in \
+    #[command(long_about = "Add a new Ed25519 signing key and sign new access tokens with it. The previous key stays in \
 /.well-known/jwks.json until every token it signed has expired, so nothing breaks. Running servers pick the new key up \
-within 30 seconds."
-    )]
+within 30 seconds.")]
     Rotate,
 }
 
 impl GlobalArgs {
     fn overrides(&self, listen: Option<SocketAddr>) -> Overrides {
-        Overrides {
-            listen,
-            database: self.database.clone(),
-            data_dir: self.data_dir.clone(),
-            log_format: self.log_format.clone(),
-        }
+        Overrides { listen, database: self.database.clone(), data_dir: self.data_dir.clone(), log_format: self.log_format.clone() }
     }
 }
 
@@ -155,23 +140,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", crate::http::openapi::spec().to_pretty_json()?);
         return Ok(());
     }
-    let settings = Settings::load(
-        cli.global.config.as_deref(),
-        std::env::vars(),
-        &cli.global.overrides(listen),
-    )?;
+    let settings = Settings::load(cli.global.config.as_deref(), std::env::vars(), &cli.global.overrides(listen))?;
     crate::telemetry::init(&settings.log.format, &settings.log.level);
     match cli.command {
         Command::Serve { .. } => serve(settings).await,
-        Command::User(UserCommand::Add {
-            email,
-            password_stdin,
-        }) => user_add(settings, &email, password_stdin).await,
-        Command::Client(ClientCommand::Add {
-            id,
-            name,
-            confidential,
-        }) => client_add(settings, &id, &name, confidential).await,
+        Command::User(UserCommand::Add { email, password_stdin }) => user_add(settings, &email, password_stdin).await,
+        Command::Client(ClientCommand::Add { id, name, confidential }) => client_add(settings, &id, &name, confidential).await,
         Command::Keys(KeysCommand::Rotate) => keys_rotate(settings).await,
         Command::Audit { limit, json } => audit(settings, limit, json).await,
         Command::Openapi => Ok(()),
@@ -183,10 +157,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = server.local_addr();
     let app = server.app();
     tracing::info!(%addr, issuer = %app.issuer, database = %app.settings.database_url(), "latchkey is ready");
-    println!(
-        "latchkey listening on http://{addr}  (issuer {})",
-        app.issuer
-    );
+    println!("latchkey listening on http://{addr}  (issuer {})", app.issuer);
     server.run(crate::server::shutdown_signal()).await
 }
 
@@ -199,14 +170,7 @@ async fn offline_app(settings: Settings) -> anyhow::Result<App> {
     let store = crate::store::open(&url, 2).await?;
     let issuer = settings.public_url(settings.server.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    App::new(
-        settings,
-        store,
-        Arc::new(LocalEvents::default()),
-        clock,
-        issuer,
-    )
-    .await
+    App::new(settings, store, Arc::new(LocalEvents::default()), clock, issuer).await
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -228,9 +192,7 @@ async fn user_add(settings: Settings, email: &str, password_stdin: bool) -> anyh
     let email = Email::parse(email)?;
     let password = Password::parse(read_password(password_stdin)?)?;
     let app = offline_app(settings).await?;
-    let user = accounts::create_user(&app, &email, &password)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let user = accounts::create_user(&app, &email, &password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Audit::new(AuditKind::AccountCreated)
         .user(&user.id)
         .detail(serde_json::json!({ "by": "cli" }))
@@ -241,17 +203,9 @@ async fn user_add(settings: Settings, email: &str, password_stdin: bool) -> anyh
     Ok(())
 }
 
-async fn client_add(
-    settings: Settings,
-    id: &str,
-    name: &str,
-    confidential: bool,
-) -> anyhow::Result<()> {
+async fn client_add(settings: Settings, id: &str, name: &str, confidential: bool) -> anyhow::Result<()> {
     let app = offline_app(settings).await?;
-    match clients::create(&app, id, name, confidential)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    {
+    match clients::create(&app, id, name, confidential).await.map_err(|e| anyhow::anyhow!("{e}"))? {
         Some(secret) => {
             println!("created confidential client {id}");
             println!("client_secret: {secret}");
@@ -265,11 +219,7 @@ async fn client_add(
 async fn keys_rotate(settings: Settings) -> anyhow::Result<()> {
     let app = offline_app(settings).await?;
     let kid = app.keys.rotate(app.now()).await?;
-    Audit::new(AuditKind::KeyRotated)
-        .detail(serde_json::json!({ "kid": kid }))
-        .record(&app)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Audit::new(AuditKind::KeyRotated).detail(serde_json::json!({ "kid": kid })).record(&app).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("new signing key {kid}; previous keys stay published until their tokens expire");
     Ok(())
 }

@@ -14,7 +14,41 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub accounts: AccountSettings,
     pub limits: LimitSettings,
+    pub device: DeviceSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceSettings {
+    /// Lifetime of a device-grant request (its device_code and user_code), in seconds.
+    pub code_ttl_secs: u64,
+    /// The polling interval handed to devices, in seconds.
+    pub interval_secs: u64,
+    /// `slow_down` answers one request may earn before it is ended as `access_denied`.
+    pub max_slow_downs: i64,
+    /// Lifetime of a pairing code, in seconds (at most 300).
+    pub pairing_ttl_secs: u64,
+    /// Device-grant requests one IP may start per minute.
+    pub create_per_ip_per_minute: i64,
+    /// Device-grant requests one client may start per minute.
+    pub create_per_client_per_minute: i64,
+    /// Live pending requests one IP may hold (0: no cap).
+    pub pending_per_ip: i64,
+    /// Live pending requests the whole server holds (0: no cap).
+    pub pending_total: i64,
+    /// Wrong user codes one account may enter per 15 minutes.
+    pub code_failures_per_account: i64,
+    /// Wrong user or pairing codes one IP may enter per 15 minutes.
+    pub code_failures_per_ip: i64,
+    /// Wrong user or pairing codes the whole server accepts per minute before refusing all.
+    pub code_failures_global_per_minute: i64,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        Settings::default().device
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,10 +140,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             server: ServerSettings::default(),
-            database: DatabaseSettings {
-                url: String::new(),
-                max_connections: 8,
-            },
+            database: DatabaseSettings { url: String::new(), max_connections: 8 },
             tokens: TokenSettings {
                 access_ttl_secs: 600,
                 refresh_idle_secs: 30 * 86400,
@@ -117,16 +148,8 @@ impl Default for Settings {
                 refresh_reuse_grace_secs: 5,
                 default_scope: "account".into(),
             },
-            passwords: PasswordSettings {
-                memory_kib: 19456,
-                iterations: 2,
-                parallelism: 1,
-                hash_workers: 0,
-                hash_queue: 64,
-            },
-            accounts: AccountSettings {
-                self_registration: true,
-            },
+            passwords: PasswordSettings { memory_kib: 19456, iterations: 2, parallelism: 1, hash_workers: 0, hash_queue: 64 },
+            accounts: AccountSettings { self_registration: true },
             limits: LimitSettings {
                 login_per_ip_per_minute: 30,
                 register_per_ip_per_hour: 20,
@@ -134,10 +157,20 @@ impl Default for Settings {
                 login_free_failures: 5,
                 login_max_delay_secs: 60,
             },
-            log: LogSettings {
-                format: "text".into(),
-                level: "info".into(),
+            device: DeviceSettings {
+                code_ttl_secs: 600,
+                interval_secs: 5,
+                max_slow_downs: 10,
+                pairing_ttl_secs: 300,
+                create_per_ip_per_minute: 30,
+                create_per_client_per_minute: 3000,
+                pending_per_ip: 50,
+                pending_total: 100_000,
+                code_failures_per_account: 5,
+                code_failures_per_ip: 20,
+                code_failures_global_per_minute: 600,
             },
+            log: LogSettings { format: "text".into(), level: "info".into() },
         }
     }
 }
@@ -199,18 +232,11 @@ pub const ENV_PREFIX: &str = "LATCHKEY_";
 
 impl Settings {
     /// Loads the layers. `env` is passed in (not read here) so tests can give their own.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-        flags: &Overrides,
-    ) -> anyhow::Result<Self> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, flags: &Overrides) -> anyhow::Result<Self> {
         let mut root = toml::Table::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-            root = text
-                .parse::<toml::Table>()
-                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+            root = text.parse::<toml::Table>().map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         }
         for (key, value) in env {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
@@ -220,9 +246,7 @@ impl Settings {
                 anyhow::bail!("environment variable {key}: expected {ENV_PREFIX}SECTION__KEY");
             };
             let section = section.to_ascii_lowercase();
-            let entry = root
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = root.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let Some(table) = entry.as_table_mut() else {
                 anyhow::bail!("environment variable {key}: `{section}` is not a section");
             };
@@ -247,43 +271,27 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            matches!(self.log.format.as_str(), "text" | "json"),
-            "log.format must be `text` or `json`"
-        );
-        anyhow::ensure!(
-            (60..=3600).contains(&self.tokens.access_ttl_secs),
-            "tokens.access_ttl_secs must be between 60 and 3600"
-        );
-        anyhow::ensure!(
-            self.tokens.refresh_reuse_grace_secs <= 60,
-            "tokens.refresh_reuse_grace_secs must be at most 60"
-        );
-        anyhow::ensure!(
-            self.passwords.memory_kib >= 8 * 1024,
-            "passwords.memory_kib must be at least 8192"
-        );
+        anyhow::ensure!(matches!(self.log.format.as_str(), "text" | "json"), "log.format must be `text` or `json`");
+        anyhow::ensure!((60..=3600).contains(&self.tokens.access_ttl_secs), "tokens.access_ttl_secs must be between 60 and 3600");
+        anyhow::ensure!(self.tokens.refresh_reuse_grace_secs <= 60, "tokens.refresh_reuse_grace_secs must be at most 60");
+        anyhow::ensure!(self.passwords.memory_kib >= 8 * 1024, "passwords.memory_kib must be at least 8192");
         anyhow::ensure!(
             self.passwords.iterations >= 1 && self.passwords.parallelism >= 1,
             "passwords.iterations and parallelism must be at least 1"
         );
         if let Some(u) = &self.server.public_url {
-            anyhow::ensure!(
-                u.starts_with("http://") || u.starts_with("https://"),
-                "server.public_url must start with http:// or https://"
-            );
+            anyhow::ensure!(u.starts_with("http://") || u.starts_with("https://"), "server.public_url must start with http:// or https://");
         }
-        crate::domain::Scope::parse(&self.tokens.default_scope)
-            .map_err(|e| anyhow::anyhow!("tokens.default_scope: {e}"))?;
+        anyhow::ensure!((60..=1800).contains(&self.device.code_ttl_secs), "device.code_ttl_secs must be between 60 and 1800");
+        anyhow::ensure!((1..=60).contains(&self.device.interval_secs), "device.interval_secs must be between 1 and 60");
+        anyhow::ensure!((30..=300).contains(&self.device.pairing_ttl_secs), "device.pairing_ttl_secs must be between 30 and 300");
+        crate::domain::Scope::parse(&self.tokens.default_scope).map_err(|e| anyhow::anyhow!("tokens.default_scope: {e}"))?;
         Ok(())
     }
 
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!(
-                "sqlite://{}",
-                self.server.data_dir.join("latchkey.db").display()
-            )
+            format!("sqlite://{}", self.server.data_dir.join("latchkey.db").display())
         } else {
             self.database.url.clone()
         }
@@ -301,11 +309,7 @@ impl Settings {
 /// Environment values are strings; read them as TOML values where they parse as one
 /// (numbers, booleans, arrays), else keep them as strings.
 fn env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+    format!("v = {raw}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
 
 #[cfg(test)]
@@ -313,10 +317,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -346,12 +347,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = Settings::load(
-            None,
-            env(&[("LATCHKEY_SERVER__LISTN", "x")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = Settings::load(None, env(&[("LATCHKEY_SERVER__LISTN", "x")]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
@@ -359,26 +355,13 @@ mod tests {
         let err = Settings::load(Some(&p), env(&[]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("access_ttl"), "{err}");
         std::fs::write(&p, "[nosuch]\nx = 1\n").unwrap();
-        assert!(
-            Settings::load(Some(&p), env(&[]), &Overrides::default())
-                .unwrap_err()
-                .to_string()
-                .contains("nosuch")
-        );
+        assert!(Settings::load(Some(&p), env(&[]), &Overrides::default()).unwrap_err().to_string().contains("nosuch"));
     }
 
     #[test]
     fn flags_win() {
-        let flags = Overrides {
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            ..Default::default()
-        };
-        let s = Settings::load(
-            None,
-            env(&[("LATCHKEY_SERVER__LISTEN", "127.0.0.1:9999")]),
-            &flags,
-        )
-        .unwrap();
+        let flags = Overrides { listen: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() };
+        let s = Settings::load(None, env(&[("LATCHKEY_SERVER__LISTEN", "127.0.0.1:9999")]), &flags).unwrap();
         assert_eq!(s.server.listen.port(), 0);
     }
 }

@@ -6,9 +6,21 @@ use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    SessionRevoked { user_id: String, session_id: String },
-    DeviceRevoked { user_id: String, device_id: String },
-    AllSessionsRevoked { user_id: String },
+    SessionRevoked {
+        user_id: String,
+        session_id: String,
+    },
+    DeviceRevoked {
+        user_id: String,
+        device_id: String,
+    },
+    AllSessionsRevoked {
+        user_id: String,
+    },
+    /// A cross-device approval changed state (redeemed, approved, denied, collected).
+    ApprovalChanged {
+        approval_id: String,
+    },
 }
 
 pub trait EventBus: Send + Sync + 'static {
@@ -22,9 +34,7 @@ pub struct LocalEvents {
 
 impl Default for LocalEvents {
     fn default() -> Self {
-        Self {
-            tx: broadcast::channel(1024).0,
-        }
+        Self { tx: broadcast::channel(1024).0 }
     }
 }
 

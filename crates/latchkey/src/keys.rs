@@ -27,9 +27,7 @@ pub struct AccessClaims {
 }
 
 /// PKCS#8 v1 header for a raw Ed25519 seed: jsonwebtoken takes exactly this 48-byte form.
-const PKCS8_ED25519_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 /// How long the key cache may be stale; retired keys stay published this much longer.
 const CACHE_TTL: Duration = Duration::from_secs(30);
 const PUBLISH_MARGIN_SECS: i64 = 60;
@@ -84,18 +82,12 @@ fn key_pair(row: &SigningKeyRow) -> Result<(EncodingKey, Jwk), KeyError> {
 
 impl KeyRing {
     pub fn new(store: DynStore, access_ttl: i64) -> Self {
-        Self {
-            store,
-            access_ttl,
-            loaded: RwLock::new(None),
-        }
+        Self { store, access_ttl, loaded: RwLock::new(None) }
     }
 
     /// Makes sure a key exists (first start) and loads the ring.
     pub async fn init(&self, now: i64) -> Result<(), KeyError> {
-        self.store
-            .insert_first_signing_key(&new_key_row(now))
-            .await?;
+        self.store.insert_first_signing_key(&new_key_row(now)).await?;
         self.reload(now).await
     }
 
@@ -108,23 +100,14 @@ impl KeyRing {
 
     pub async fn reload(&self, now: i64) -> Result<(), KeyError> {
         let rows = self.store.signing_keys().await?;
-        let mut loaded = Loaded {
-            at: Instant::now(),
-            active: None,
-            verify: HashMap::new(),
-            jwks: JwkSet { keys: Vec::new() },
-        };
+        let mut loaded = Loaded { at: Instant::now(), active: None, verify: HashMap::new(), jwks: JwkSet { keys: Vec::new() } };
         for row in rows {
-            let published = row
-                .retired_at
-                .is_none_or(|r| r + self.access_ttl + PUBLISH_MARGIN_SECS > now);
+            let published = row.retired_at.is_none_or(|r| r + self.access_ttl + PUBLISH_MARGIN_SECS > now);
             if !published {
                 continue;
             }
             let (enc, jwk) = key_pair(&row)?;
-            loaded
-                .verify
-                .insert(row.kid.clone(), DecodingKey::from_jwk(&jwk)?);
+            loaded.verify.insert(row.kid.clone(), DecodingKey::from_jwk(&jwk)?);
             loaded.jwks.keys.push(jwk);
             if row.retired_at.is_none() {
                 loaded.active = Some((row.kid.clone(), enc));
@@ -135,26 +118,14 @@ impl KeyRing {
     }
 
     async fn fresh(&self, now: i64) -> Result<(), KeyError> {
-        let stale = self
-            .loaded
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_none_or(|l| l.at.elapsed() > CACHE_TTL);
-        if stale {
-            self.reload(now).await
-        } else {
-            Ok(())
-        }
+        let stale = self.loaded.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_none_or(|l| l.at.elapsed() > CACHE_TTL);
+        if stale { self.reload(now).await } else { Ok(()) }
     }
 
     pub async fn sign(&self, claims: &AccessClaims, now: i64) -> Result<String, KeyError> {
         self.fresh(now).await?;
         let guard = self.loaded.read().unwrap_or_else(|p| p.into_inner());
-        let (kid, key) = guard
-            .as_ref()
-            .and_then(|l| l.active.as_ref())
-            .ok_or(KeyError::NoActiveKey)?;
+        let (kid, key) = guard.as_ref().and_then(|l| l.active.as_ref()).ok_or(KeyError::NoActiveKey)?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());
         header.typ = Some("at+jwt".into());
@@ -184,9 +155,6 @@ impl KeyRing {
     pub async fn jwks(&self, now: i64) -> Result<JwkSet, KeyError> {
         self.fresh(now).await?;
         let guard = self.loaded.read().unwrap_or_else(|p| p.into_inner());
-        Ok(guard
-            .as_ref()
-            .map(|l| l.jwks.clone())
-            .unwrap_or(JwkSet { keys: Vec::new() }))
+        Ok(guard.as_ref().map(|l| l.jwks.clone()).unwrap_or(JwkSet { keys: Vec::new() }))
     }
 }

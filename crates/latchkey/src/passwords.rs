@@ -27,23 +27,14 @@ pub struct PasswordHasher {
 const DUMMY_USER: &[u8] = b"latchkey-dummy-user";
 
 fn argon(secret: &[u8], params: Params) -> Result<Argon2<'_>, HashError> {
-    Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, params)
-        .map_err(|e| HashError::Internal(e.to_string()))
+    Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, params).map_err(|e| HashError::Internal(e.to_string()))
 }
 
 fn hash_blocking(secret: &[u8], params: Params, password: &str) -> Result<String, HashError> {
-    argon(secret, params)?
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Internal(e.to_string()))
+    argon(secret, params)?.hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| HashError::Internal(e.to_string()))
 }
 
-fn verify_blocking(
-    secret: &[u8],
-    params: Params,
-    password: &str,
-    phc: &str,
-) -> Result<bool, HashError> {
+fn verify_blocking(secret: &[u8], params: Params, password: &str, phc: &str) -> Result<bool, HashError> {
     match argon(secret, params)?.verify_password(password.as_bytes(), phc) {
         Ok(()) => Ok(true),
         Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
@@ -53,44 +44,19 @@ fn verify_blocking(
 
 impl PasswordHasher {
     pub fn new(s: &PasswordSettings) -> anyhow::Result<Self> {
-        let params = Params::new(s.memory_kib, s.iterations, s.parallelism, None)
-            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let workers = if s.hash_workers == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        } else {
-            s.hash_workers
-        };
-        let dummy = hash_blocking(DUMMY_USER, params.clone(), "latchkey dummy password")
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Self {
-            params,
-            run: Arc::new(Semaphore::new(workers)),
-            admit: Arc::new(Semaphore::new(workers + s.hash_queue)),
-            dummy,
-        })
+        let params = Params::new(s.memory_kib, s.iterations, s.parallelism, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let workers = if s.hash_workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { s.hash_workers };
+        let dummy = hash_blocking(DUMMY_USER, params.clone(), "latchkey dummy password").map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self { params, run: Arc::new(Semaphore::new(workers)), admit: Arc::new(Semaphore::new(workers + s.hash_queue)), dummy })
     }
 
     pub fn params(&self) -> &Params {
         &self.params
     }
 
-    async fn on_pool<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> Result<T, HashError> + Send + 'static,
-    ) -> Result<T, HashError> {
-        let admitted = self
-            .admit
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| HashError::Overloaded)?;
-        let running = self
-            .run
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))?;
+    async fn on_pool<T: Send + 'static>(&self, job: impl FnOnce() -> Result<T, HashError> + Send + 'static) -> Result<T, HashError> {
+        let admitted = self.admit.clone().try_acquire_owned().map_err(|_| HashError::Overloaded)?;
+        let running = self.run.clone().acquire_owned().await.map_err(|e| HashError::Internal(e.to_string()))?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
@@ -103,36 +69,23 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, user_id: &str, password: &Password) -> Result<String, HashError> {
-        let (uid, pw, params) = (
-            user_id.as_bytes().to_vec(),
-            password.expose().to_owned(),
-            self.params.clone(),
-        );
+        let (uid, pw, params) = (user_id.as_bytes().to_vec(), password.expose().to_owned(), self.params.clone());
         self.on_pool(move || hash_blocking(&uid, params, &pw)).await
     }
 
     /// Checks `password` for `user_id` against `phc`; with no hash (unknown user, or an account
     /// without a password) it checks a dummy hash instead so that timing tells nothing.
-    pub async fn verify(
-        &self,
-        user_id: Option<&str>,
-        password: &Password,
-        phc: Option<&str>,
-    ) -> Result<bool, HashError> {
+    pub async fn verify(&self, user_id: Option<&str>, password: &Password, phc: Option<&str>) -> Result<bool, HashError> {
         let pw = password.expose().to_owned();
         let params = self.params.clone();
         match (user_id, phc) {
             (Some(uid), Some(phc)) => {
                 let (uid, phc) = (uid.as_bytes().to_vec(), phc.to_owned());
-                self.on_pool(move || verify_blocking(&uid, params, &pw, &phc))
-                    .await
+                self.on_pool(move || verify_blocking(&uid, params, &pw, &phc)).await
             }
             _ => {
                 let dummy = self.dummy.clone();
-                self.on_pool(move || {
-                    verify_blocking(DUMMY_USER, params, &pw, &dummy).map(|_| false)
-                })
-                .await
+                self.on_pool(move || verify_blocking(DUMMY_USER, params, &pw, &dummy).map(|_| false)).await
             }
         }
     }
@@ -143,13 +96,7 @@ mod tests {
     use super::*;
 
     fn hasher() -> PasswordHasher {
-        let s = PasswordSettings {
-            memory_kib: 8192,
-            iterations: 1,
-            parallelism: 1,
-            hash_workers: 1,
-            hash_queue: 0,
-        };
+        let s = PasswordSettings { memory_kib: 8192, iterations: 1, parallelism: 1, hash_workers: 1, hash_queue: 0 };
         PasswordHasher::new(&s).unwrap()
     }
 
@@ -160,10 +107,7 @@ mod tests {
         let phc = h.hash("user-a", &pw).await.unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(h.verify(Some("user-a"), &pw, Some(&phc)).await.unwrap());
-        assert!(
-            !h.verify(Some("user-b"), &pw, Some(&phc)).await.unwrap(),
-            "hash moved to another user must fail"
-        );
+        assert!(!h.verify(Some("user-b"), &pw, Some(&phc)).await.unwrap(), "hash moved to another user must fail");
         let wrong = Password::for_login("wrong horse".into()).unwrap();
         assert!(!h.verify(Some("user-a"), &wrong, Some(&phc)).await.unwrap());
         assert!(!h.verify(None, &pw, None).await.unwrap());
@@ -185,9 +129,6 @@ mod tests {
                 overloaded += 1;
             }
         }
-        assert!(
-            overloaded >= 1,
-            "one worker and no queue must refuse some of 6 concurrent hashes"
-        );
+        assert!(overloaded >= 1, "one worker and no queue must refuse some of 6 concurrent hashes");
     }
 }

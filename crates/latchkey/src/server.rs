@@ -19,18 +19,11 @@ impl Server {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    pub async fn build_with_clock(
-        settings: Settings,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let url = settings.database_url();
         if url.starts_with("sqlite:") && settings.database.url.is_empty() {
-            std::fs::create_dir_all(&settings.server.data_dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create data directory {}: {e}",
-                    settings.server.data_dir.display()
-                )
-            })?;
+            std::fs::create_dir_all(&settings.server.data_dir)
+                .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", settings.server.data_dir.display()))?;
         }
         let store = crate::store::open(&url, settings.database.max_connections).await?;
         let listener = TcpListener::bind(settings.server.listen)
@@ -40,19 +33,11 @@ impl Server {
         let issuer = settings.public_url(bound);
         let events: Arc<dyn EventBus> = Arc::new(LocalEvents::default());
         let app = App::new(settings, store, events, clock, issuer).await?;
-        Ok(Self {
-            listener,
-            state: AppState {
-                app: Arc::new(app),
-                metrics: http::metrics_handle(),
-            },
-        })
+        Ok(Self { listener, state: AppState { app: Arc::new(app), metrics: http::metrics_handle() } })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn app(&self) -> Arc<App> {
@@ -60,17 +45,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = http::router(self.state);
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
         Ok(())
     }
 }

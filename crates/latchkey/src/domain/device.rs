@@ -26,48 +26,31 @@ impl DeviceFacts {
     pub fn from_input(input: Option<&DeviceInput>, ua: &str) -> Result<Self, ParseError> {
         let seen = user_agent::parse(ua);
         let kind = match input.and_then(|d| d.kind.as_deref()) {
-            Some(k) => DeviceKind::parse(k).ok_or_else(|| {
-                ParseError::new(
-                    "device.kind",
-                    "must be one of desktop, mobile, tablet, tv, cli, unknown",
-                )
-            })?,
+            Some(k) => DeviceKind::parse(k)
+                .ok_or_else(|| ParseError::new("device.kind", "must be one of desktop, mobile, tablet, tv, cli, unknown"))?,
             None => seen.kind,
         };
         let name = match input.and_then(|d| d.name.as_deref()) {
             Some(n) => parse_name(n)?,
             None => format!("{} on {}", seen.browser, seen.os),
         };
-        Ok(Self {
-            name,
-            kind,
-            os: seen.os,
-            browser: seen.browser,
-        })
+        Ok(Self { name, kind, os: seen.os, browser: seen.browser })
     }
 }
 
-fn parse_name(raw: &str) -> Result<String, ParseError> {
+/// A device name as a person gives it: trimmed, 1 to 64 characters, nothing that could make
+/// one name pass for another.
+pub fn parse_name(raw: &str) -> Result<String, ParseError> {
     let n = raw.trim();
     if n.is_empty() {
         return Err(ParseError::new("device.name", "must not be empty"));
     }
     if n.chars().count() > 64 {
-        return Err(ParseError::new(
-            "device.name",
-            "must be at most 64 characters",
-        ));
+        return Err(ParseError::new("device.name", "must be at most 64 characters"));
     }
     // Control and bidi-override characters could make one device's name pass for another's.
-    if n.chars().any(|c| {
-        c.is_control()
-            || ('\u{202A}'..='\u{202E}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    }) {
-        return Err(ParseError::new(
-            "device.name",
-            "must not contain control or direction-override characters",
-        ));
+    if n.chars().any(|c| c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)) {
+        return Err(ParseError::new("device.name", "must not contain control or direction-override characters"));
     }
     Ok(n.to_owned())
 }
@@ -81,15 +64,9 @@ mod tests {
         let f = DeviceFacts::from_input(None, "curl/8").unwrap();
         assert_eq!(f.name, "curl on Unknown OS");
         assert_eq!(f.kind, DeviceKind::Cli);
-        let bad = DeviceInput {
-            name: Some("evil\u{202E}gnp".into()),
-            kind: None,
-        };
+        let bad = DeviceInput { name: Some("evil\u{202E}gnp".into()), kind: None };
         assert!(DeviceFacts::from_input(Some(&bad), "").is_err());
-        let bad_kind = DeviceInput {
-            name: None,
-            kind: Some("toaster".into()),
-        };
+        let bad_kind = DeviceInput { name: None, kind: Some("toaster".into()) };
         assert!(DeviceFacts::from_input(Some(&bad_kind), "").is_err());
     }
 }

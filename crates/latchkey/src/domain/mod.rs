@@ -1,6 +1,7 @@
 //! Pure domain logic: parsing of outside input into types, code and token generation, policies.
 //! Nothing here does I/O or reads the clock; time is always an argument.
 
+pub mod codes;
 pub mod device;
 pub mod email;
 pub mod password;
@@ -23,9 +24,6 @@ pub struct ParseError {
 
 impl ParseError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
+        Self { field, message: message.into() }
     }
 }

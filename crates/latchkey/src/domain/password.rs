@@ -12,16 +12,10 @@ impl Password {
     pub fn parse(raw: String) -> Result<Self, ParseError> {
         let n = raw.chars().count();
         if n < MIN_CHARS {
-            return Err(ParseError::new(
-                "password",
-                format!("must be at least {MIN_CHARS} characters"),
-            ));
+            return Err(ParseError::new("password", format!("must be at least {MIN_CHARS} characters")));
         }
         if n > MAX_CHARS {
-            return Err(ParseError::new(
-                "password",
-                format!("must be at most {MAX_CHARS} characters"),
-            ));
+            return Err(ParseError::new("password", format!("must be at most {MAX_CHARS} characters")));
         }
         Ok(Self(raw))
     }
@@ -30,10 +24,7 @@ impl Password {
     /// too-short guess gets the same answer as a wrong one.
     pub fn for_login(raw: String) -> Result<Self, ParseError> {
         if raw.chars().count() > MAX_CHARS {
-            return Err(ParseError::new(
-                "password",
-                format!("must be at most {MAX_CHARS} characters"),
-            ));
+            return Err(ParseError::new("password", format!("must be at most {MAX_CHARS} characters")));
         }
         Ok(Self(raw))
     }
@@ -56,16 +47,10 @@ mod tests {
     #[test]
     fn bounds_count_characters_not_bytes() {
         assert!(Password::parse("1234567".into()).is_err());
-        assert!(
-            Password::parse("ééééééé".into()).is_err(),
-            "7 chars, 14 bytes"
-        );
+        assert!(Password::parse("ééééééé".into()).is_err(), "7 chars, 14 bytes");
         assert!(Password::parse("12345678".into()).is_ok());
         assert!(Password::parse("x".repeat(1024)).is_ok());
         assert!(Password::parse("x".repeat(1025)).is_err());
-        assert_eq!(
-            format!("{:?}", Password::parse("secret-pw".into()).unwrap()),
-            "Password(***)"
-        );
+        assert_eq!(format!("{:?}", Password::parse("secret-pw".into()).unwrap()), "Password(***)");
     }
 }

@@ -13,13 +13,7 @@ pub fn login_delay(failures: u32, free: u32, max_delay: u64) -> u64 {
 }
 
 /// Seconds still to wait before the next attempt is allowed, if any.
-pub fn login_retry_after(
-    failures: u32,
-    last_failure_at: i64,
-    now: i64,
-    free: u32,
-    max_delay: u64,
-) -> Option<u64> {
+pub fn login_retry_after(failures: u32, last_failure_at: i64, now: i64, free: u32, max_delay: u64) -> Option<u64> {
     let delay = login_delay(failures, free, max_delay) as i64;
     let ready_at = last_failure_at.saturating_add(delay);
     (delay > 0 && now < ready_at).then(|| (ready_at - now) as u64)
@@ -36,12 +30,7 @@ pub enum SupersededVerdict {
     Reuse,
 }
 
-pub fn superseded_verdict(
-    superseded_at: i64,
-    successor_live: bool,
-    now: i64,
-    grace_secs: u64,
-) -> SupersededVerdict {
+pub fn superseded_verdict(superseded_at: i64, successor_live: bool, now: i64, grace_secs: u64) -> SupersededVerdict {
     let age = now.saturating_sub(superseded_at);
     if grace_secs > 0 && successor_live && age >= 0 && (age as u64) <= grace_secs {
         SupersededVerdict::Grace

@@ -13,14 +13,8 @@ impl Scope {
             return Err(ParseError::new("scope", "is too long"));
         }
         for tok in raw.split(' ').filter(|t| !t.is_empty()) {
-            if !tok
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-            {
-                return Err(ParseError::new(
-                    "scope",
-                    format!("contains an invalid token {tok:?}"),
-                ));
+            if !tok.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)) {
+                return Err(ParseError::new("scope", format!("contains an invalid token {tok:?}")));
             }
             set.insert(tok.to_owned());
         }

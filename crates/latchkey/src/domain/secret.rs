@@ -59,10 +59,7 @@ pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 /// This lets the grace window hand a client that retries with its immediate predecessor the
 /// *same* successor (RFC 9700 §4.14.2 practice) while the store still holds only hashes.
 pub fn refresh_successor(key: &[u8], predecessor: &str) -> String {
-    let mac = hmac(
-        key,
-        &[b"latchkey refresh successor v1", predecessor.as_bytes()],
-    );
+    let mac = hmac(key, &[b"latchkey refresh successor v1", predecessor.as_bytes()]);
     format!("{REFRESH_PREFIX}{}", B64.encode(mac))
 }
 

@@ -8,9 +8,7 @@ pub struct UserAgentInfo {
     pub kind: DeviceKind,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
     Desktop,
@@ -82,33 +80,25 @@ pub fn parse(ua: &str) -> UserAgentInfo {
         "Latchkey CLI"
     } else if lower.starts_with("curl/") {
         "curl"
-    } else if lower.starts_with("reqwest")
-        || lower.starts_with("python")
-        || lower.starts_with("go-http")
-    {
+    } else if lower.starts_with("reqwest") || lower.starts_with("python") || lower.starts_with("go-http") {
         "HTTP library"
     } else {
         "Unknown browser"
     };
-    let kind =
-        if has("SmartTV") || has("SMART-TV") || has("Tizen") || has("Web0S") || has("AppleTV") {
-            DeviceKind::Tv
-        } else if has("iPad") || (has("Android") && !has("Mobile")) {
-            DeviceKind::Tablet
-        } else if has("Mobile") || has("iPhone") {
-            DeviceKind::Mobile
-        } else if has("Mozilla/") {
-            DeviceKind::Desktop
-        } else if matches!(browser, "Latchkey CLI" | "curl" | "HTTP library") {
-            DeviceKind::Cli
-        } else {
-            DeviceKind::Unknown
-        };
-    UserAgentInfo {
-        os: os.into(),
-        browser: browser.into(),
-        kind,
-    }
+    let kind = if has("SmartTV") || has("SMART-TV") || has("Tizen") || has("Web0S") || has("AppleTV") {
+        DeviceKind::Tv
+    } else if has("iPad") || (has("Android") && !has("Mobile")) {
+        DeviceKind::Tablet
+    } else if has("Mobile") || has("iPhone") {
+        DeviceKind::Mobile
+    } else if has("Mozilla/") {
+        DeviceKind::Desktop
+    } else if matches!(browser, "Latchkey CLI" | "curl" | "HTTP library") {
+        DeviceKind::Cli
+    } else {
+        DeviceKind::Unknown
+    };
+    UserAgentInfo { os: os.into(), browser: browser.into(), kind }
 }
 
 #[cfg(test)]
@@ -117,22 +107,14 @@ mod tests {
 
     #[test]
     fn reads_common_agents() {
-        let firefox =
-            parse("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0");
-        assert_eq!(
-            (firefox.os.as_str(), firefox.browser.as_str(), firefox.kind),
-            ("Linux", "Firefox", DeviceKind::Desktop)
-        );
+        let firefox = parse("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0");
+        assert_eq!((firefox.os.as_str(), firefox.browser.as_str(), firefox.kind), ("Linux", "Firefox", DeviceKind::Desktop));
         let iphone = parse(
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
         );
-        assert_eq!(
-            (iphone.os.as_str(), iphone.browser.as_str(), iphone.kind),
-            ("iOS", "Safari", DeviceKind::Mobile)
-        );
-        let edge = parse(
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0",
-        );
+        assert_eq!((iphone.os.as_str(), iphone.browser.as_str(), iphone.kind), ("iOS", "Safari", DeviceKind::Mobile));
+        let edge =
+            parse("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0");
         assert_eq!(edge.browser, "Edge");
         assert_eq!(parse("curl/8.5.0").kind, DeviceKind::Cli);
         assert_eq!(parse("").browser, "Unknown browser");

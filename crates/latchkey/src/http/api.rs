@@ -53,14 +53,7 @@ pub async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     let u = accounts::register(&s.app, &req.email, req.password, &meta).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(AccountView {
-            id: u.id,
-            email: u.email,
-            created_at: rfc3339(u.created_at),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(AccountView { id: u.id, email: u.email, created_at: rfc3339(u.created_at) })))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -100,19 +93,13 @@ pub async fn login(
         &meta,
     )
     .await?;
-    let tokens = opened
-        .tokens
-        .ok_or_else(|| anyhow::anyhow!("API session without tokens"))?;
+    let tokens = opened.tokens.ok_or_else(|| anyhow::anyhow!("API session without tokens"))?;
     Ok(Json(tokens))
 }
 
 /// Log out: ends the session of this access token.
 #[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions", security(("bearer" = [])), responses((status = 204), (status = 401)))]
-pub async fn logout(
-    State(s): State<AppState>,
-    meta: ClientMeta,
-    AuthUser(caller): AuthUser,
-) -> Result<StatusCode, ApiError> {
+pub async fn logout(State(s): State<AppState>, meta: ClientMeta, AuthUser(caller): AuthUser) -> Result<StatusCode, ApiError> {
     sessions::logout(&s.app, &caller, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -144,31 +131,14 @@ pub struct Me {
 
 /// Who the bearer token belongs to.
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401)))]
-pub async fn me(
-    State(s): State<AppState>,
-    AuthUser(caller): AuthUser,
-) -> Result<Json<Me>, ApiError> {
-    let user = s
-        .app
-        .store
-        .user_by_id(&caller.user_id)
-        .await?
-        .ok_or(crate::app::AppError::Unauthorized)?;
-    Ok(Json(Me {
-        user_id: user.id,
-        email: user.email,
-        session_id: caller.session_id,
-        device_id: caller.device_id,
-        scope: caller.scope,
-    }))
+pub async fn me(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Me>, ApiError> {
+    let user = s.app.store.user_by_id(&caller.user_id).await?.ok_or(crate::app::AppError::Unauthorized)?;
+    Ok(Json(Me { user_id: user.id, email: user.email, session_id: caller.session_id, device_id: caller.device_id, scope: caller.scope }))
 }
 
 /// The account's devices, the calling one marked `current`.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), responses((status = 200, body = Vec<DeviceView>), (status = 401)))]
-pub async fn list_devices(
-    State(s): State<AppState>,
-    AuthUser(caller): AuthUser,
-) -> Result<Json<Vec<DeviceView>>, ApiError> {
+pub async fn list_devices(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Vec<DeviceView>>, ApiError> {
     Ok(Json(devices::list(&s.app, &caller).await?))
 }
 
@@ -210,10 +180,7 @@ impl From<crate::store::AuditRow> for AuditEntry {
 
 /// The account's own security events, newest first (at most 100).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), responses((status = 200, body = Vec<AuditEntry>), (status = 401)))]
-pub async fn audit(
-    State(s): State<AppState>,
-    AuthUser(caller): AuthUser,
-) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+pub async fn audit(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let rows = s.app.store.audit_for_user(&caller.user_id, 100).await?;
     Ok(Json(rows.into_iter().map(Into::into).collect()))
 }

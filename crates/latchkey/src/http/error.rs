@@ -9,17 +9,14 @@ use serde_json::json;
 fn status(e: &AppError) -> StatusCode {
     match e {
         AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        AppError::BadRequest(_) | AppError::InvalidGrant(_) | AppError::InvalidScope(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        AppError::InvalidCredentials | AppError::Unauthorized | AppError::InvalidClient => {
-            StatusCode::UNAUTHORIZED
-        }
+        AppError::BadRequest(_) | AppError::InvalidGrant(_) | AppError::InvalidScope(_) => StatusCode::BAD_REQUEST,
+        AppError::InvalidCredentials | AppError::Unauthorized | AppError::InvalidClient => StatusCode::UNAUTHORIZED,
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
         AppError::NotFound => StatusCode::NOT_FOUND,
         AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::DeviceGrant(_) => StatusCode::BAD_REQUEST,
         AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -70,16 +67,10 @@ impl IntoResponse for ApiError {
         if let AppError::Invalid(p) = &e {
             body["errors"] = json!([{ "field": p.field, "message": p.message }]);
         }
-        let mut resp = (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
-        )
-            .into_response();
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
         retry_after(&e, &mut resp);
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -102,34 +93,21 @@ impl IntoResponse for OAuthError {
             AppError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
             AppError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
             AppError::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
-            AppError::Invalid(_) | AppError::BadRequest(_) => {
-                (StatusCode::BAD_REQUEST, "invalid_request")
-            }
-            AppError::RateLimited { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable")
-            }
+            AppError::Invalid(_) | AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable"),
             AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             AppError::Forbidden(_) | AppError::Unauthorized | AppError::InvalidCredentials => {
                 (StatusCode::BAD_REQUEST, "unauthorized_client")
             }
-            AppError::NotFound | AppError::Conflict(_) => {
-                (StatusCode::BAD_REQUEST, "invalid_request")
-            }
+            AppError::NotFound | AppError::Conflict(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AppError::DeviceGrant(code) => (StatusCode::BAD_REQUEST, *code),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         };
         let body = json!({ "error": code, "error_description": detail(&e) });
-        let mut resp = (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response();
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
         retry_after(&e, &mut resp);
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"latchkey\""),
-            );
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
         }
         resp
     }
@@ -137,21 +115,12 @@ impl IntoResponse for OAuthError {
 
 /// An OAuth error code the service layer has no variant for (`unsupported_grant_type`).
 pub fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "error": code, "error_description": description }).to_string(),
-    )
+    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "error": code, "error_description": description }).to_string())
         .into_response()
 }
 
 /// A problem response for the router's own fallbacks (404, 405, 413, timeouts).
 pub fn problem(status: StatusCode, detail: &str) -> Response {
     let body = json!({ "type": "about:blank", "title": status.canonical_reason().unwrap_or("Error"), "status": status.as_u16(), "detail": detail });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
 }

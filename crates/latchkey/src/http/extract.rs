@@ -14,34 +14,13 @@ use std::net::{IpAddr, SocketAddr};
 impl FromRequestParts<AppState> for ClientMeta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let ip = client_ip(
-            peer,
-            parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok()),
-            &state.app.settings.server.trusted_proxies,
-        );
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(512).collect())
-            .unwrap_or_default();
-        Ok(ClientMeta {
-            ip: ip
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "unknown".into()),
-            user_agent,
-        })
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip =
+            client_ip(peer, parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), &state.app.settings.server.trusted_proxies);
+        let user_agent =
+            parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()).unwrap_or_default();
+        Ok(ClientMeta { ip: ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into()), user_agent })
     }
 }
 
@@ -70,22 +49,14 @@ pub struct AuthUser(pub Caller);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or(AppError::Unauthorized)?;
-        Ok(Self(
-            sessions::caller_from_bearer(&state.app, token.trim()).await?,
-        ))
+        Ok(Self(sessions::caller_from_bearer(&state.app, token.trim()).await?))
     }
 }
 
@@ -124,9 +95,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for OAuthForm<T> {
 
 fn form_message(rej: &FormRejection) -> String {
     match rej {
-        FormRejection::InvalidFormContentType(_) => {
-            "the body must be application/x-www-form-urlencoded".into()
-        }
+        FormRejection::InvalidFormContentType(_) => "the body must be application/x-www-form-urlencoded".into(),
         other => other.body_text(),
     }
 }
@@ -139,15 +108,8 @@ mod tests {
     fn forwarded_for_only_from_trusted_proxies() {
         let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let client = "203.0.113.9".parse().unwrap();
-        assert_eq!(
-            client_ip(Some(client), Some("1.2.3.4"), &[proxy]),
-            Some(client),
-            "untrusted peer's header ignored"
-        );
-        assert_eq!(
-            client_ip(Some(proxy), Some("1.2.3.4, 203.0.113.9"), &[proxy]),
-            Some(client)
-        );
+        assert_eq!(client_ip(Some(client), Some("1.2.3.4"), &[proxy]), Some(client), "untrusted peer's header ignored");
+        assert_eq!(client_ip(Some(proxy), Some("1.2.3.4, 203.0.113.9"), &[proxy]), Some(client));
         assert_eq!(client_ip(Some(proxy), None, &[proxy]), Some(proxy));
     }
 }

@@ -1,6 +1,8 @@
 //! The HTTP layer: routers per area, merged here, with the cross-cutting layers.
 
 pub mod api;
+pub mod device_pages;
+pub mod devices_api;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -36,9 +38,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = match builder.install_recorder() {
                 Ok(h) => h,
                 // Another recorder is installed (an embedding program's): render ours unregistered.
-                Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new()
-                    .build_recorder()
-                    .handle(),
+                Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
             };
             let upkeep = handle.clone();
             std::thread::spawn(move || {
@@ -52,76 +52,43 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router(state: AppState) -> Router {
     let s = &state.app.settings.server;
     let mut router = Router::new()
         .merge(api::router())
+        .merge(devices_api::router())
+        .merge(device_pages::router())
         .merge(oauth::router())
         .merge(ops::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
-        .method_not_allowed_fallback(|| async {
-            error::problem(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this resource",
-            )
-        })
+        .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })
         .layer(DefaultBodyLimit::max(s.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(s.request_timeout_secs),
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(s.request_timeout_secs)))
         .layer(middleware::from_fn(track_metrics))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(CatchPanicLayer::custom(|_| {
-            error::problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "something went wrong on the server",
-            )
-        }));
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(CatchPanicLayer::custom(|_| error::problem(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server")));
     if state.app.secure_cookies {
-        router = router.layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        ));
+        router = router
+            .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
     }
     router.with_state(state)
 }
 
 /// Requests and latency by route template (never by raw path: ids would explode the series).
 async fn track_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("latchkey_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("latchkey_http_request_duration_seconds", "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    metrics::histogram!("latchkey_http_request_duration_seconds", "route" => route).record(start.elapsed().as_secs_f64());
     resp
 }

@@ -5,6 +5,8 @@ use super::AppState;
 use super::error::{OAuthError, oauth_error};
 use super::extract::OAuthForm;
 use crate::app::{AppError, ClientMeta};
+use crate::service::approvals;
+use crate::service::device_grant::{self, DeviceAuthorization};
 use crate::service::sessions::TokenResponse;
 use crate::service::tokens::{self, ClientAuth, Introspection};
 use axum::Json;
@@ -19,6 +21,7 @@ use utoipa::IntoParams;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/oauth/device_authorization", post(device_authorization))
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
@@ -26,39 +29,47 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/jwks.json", get(jwks))
 }
 
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+#[derive(Deserialize)]
+pub struct DeviceAuthorizationForm {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// RFC 8628 §3.1: a device asks for a user code to show and a device code to poll with.
+#[utoipa::path(post, path = "/oauth/device_authorization", tag = "oauth",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "client_id, scope?"),
+    responses((status = 200, body = DeviceAuthorization), (status = 401, description = "invalid_client"), (status = 429, description = "too many requests or pending requests")))]
+pub async fn device_authorization(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    headers: HeaderMap,
+    OAuthForm(f): OAuthForm<DeviceAuthorizationForm>,
+) -> Result<Json<DeviceAuthorization>, OAuthError> {
+    let client = client_auth(&headers, f.client_id, f.client_secret)?;
+    Ok(Json(device_grant::authorize(&s.app, &client.client_id, client.client_secret.as_deref(), f.scope.as_deref(), &meta).await?))
+}
+
 /// Client credentials from HTTP Basic (RFC 6749 §2.3.1) or the form; never both.
-fn client_auth(
-    headers: &HeaderMap,
-    form_id: Option<String>,
-    form_secret: Option<String>,
-) -> Result<ClientAuth, OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "));
+fn client_auth(headers: &HeaderMap, form_id: Option<String>, form_secret: Option<String>) -> Result<ClientAuth, OAuthError> {
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
     if let Some(b) = basic {
         if form_secret.is_some() {
             return Err(AppError::BadRequest("use one client authentication method".into()).into());
         }
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(b.trim())
-            .map_err(|_| AppError::InvalidClient)?;
+        let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).map_err(|_| AppError::InvalidClient)?;
         let raw = String::from_utf8(raw).map_err(|_| AppError::InvalidClient)?;
         let (id, secret) = raw.split_once(':').ok_or(AppError::InvalidClient)?;
         let id = form_urlencoded_decode(id);
         if form_id.as_deref().is_some_and(|f| f != id) {
             return Err(AppError::InvalidClient.into());
         }
-        return Ok(ClientAuth {
-            client_id: id,
-            client_secret: Some(form_urlencoded_decode(secret)),
-        });
+        return Ok(ClientAuth { client_id: id, client_secret: Some(form_urlencoded_decode(secret)) });
     }
     let client_id = form_id.ok_or_else(|| AppError::BadRequest("client_id is required".into()))?;
-    Ok(ClientAuth {
-        client_id,
-        client_secret: form_secret,
-    })
+    Ok(ClientAuth { client_id, client_secret: form_secret })
 }
 
 /// RFC 6749 §2.3.1 form-encodes id and secret before Basic encoding.
@@ -86,14 +97,16 @@ fn form_urlencoded_decode(s: &str) -> String {
 pub struct TokenForm {
     pub grant_type: Option<String>,
     pub refresh_token: Option<String>,
+    pub device_code: Option<String>,
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }
 
 /// The token endpoint. Grant `refresh_token`: rotates the refresh token; presenting a
-/// superseded one revokes the whole session.
-#[utoipa::path(post, path = "/oauth/token", tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type, refresh_token, client_id, scope?"),
+/// superseded one revokes the whole session. Grant `urn:ietf:params:oauth:grant-type:device_code`:
+/// `authorization_pending`, `slow_down`, `access_denied`, `expired_token`, then tokens exactly once.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type, refresh_token or device_code, client_id, scope?"),
     responses((status = 200, body = TokenResponse), (status = 400, description = "RFC 6749 error"), (status = 401, description = "invalid_client")))]
 pub async fn token(
     State(s): State<AppState>,
@@ -104,17 +117,19 @@ pub async fn token(
     match f.grant_type.as_deref() {
         Some("refresh_token") => {
             let client = client_auth(&headers, f.client_id, f.client_secret)?;
-            let rt = f
-                .refresh_token
-                .ok_or_else(|| AppError::BadRequest("refresh_token is required".into()))?;
+            let rt = f.refresh_token.ok_or_else(|| AppError::BadRequest("refresh_token is required".into()))?;
             let tokens = tokens::refresh(&s.app, &rt, &client, f.scope.as_deref(), &meta).await?;
             Ok(Json(tokens).into_response())
         }
-        Some(other) => Ok(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            &format!("grant_type {other:?} is not supported"),
-        )),
+        Some(DEVICE_CODE_GRANT) => {
+            let client = client_auth(&headers, f.client_id, f.client_secret)?;
+            let code = f.device_code.ok_or_else(|| AppError::BadRequest("device_code is required".into()))?;
+            let tokens = approvals::poll(&s.app, &code, &client.client_id, client.client_secret.as_deref(), &meta).await?;
+            Ok(Json(tokens).into_response())
+        }
+        Some(other) => {
+            Ok(oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", &format!("grant_type {other:?} is not supported")))
+        }
         None => Err(AppError::BadRequest("grant_type is required".into()).into()),
     }
 }
@@ -139,9 +154,7 @@ pub async fn revoke(
     OAuthForm(f): OAuthForm<TokenOnlyForm>,
 ) -> Result<StatusCode, OAuthError> {
     let client = client_auth(&headers, f.client_id, f.client_secret)?;
-    let token = f
-        .token
-        .ok_or_else(|| AppError::BadRequest("token is required".into()))?;
+    let token = f.token.ok_or_else(|| AppError::BadRequest("token is required".into()))?;
     tokens::revoke(&s.app, &token, &client, &meta).await?;
     Ok(StatusCode::OK)
 }
@@ -155,9 +168,7 @@ pub async fn introspect(
     OAuthForm(f): OAuthForm<TokenOnlyForm>,
 ) -> Result<Json<Introspection>, OAuthError> {
     let client = client_auth(&headers, f.client_id, f.client_secret)?;
-    let token = f
-        .token
-        .ok_or_else(|| AppError::BadRequest("token is required".into()))?;
+    let token = f.token.ok_or_else(|| AppError::BadRequest("token is required".into()))?;
     Ok(Json(tokens::introspect(&s.app, &token, &client).await?))
 }
 
@@ -171,7 +182,8 @@ pub async fn metadata(State(s): State<AppState>) -> Json<serde_json::Value> {
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "grant_types_supported": ["refresh_token"],
+        "device_authorization_endpoint": format!("{base}/oauth/device_authorization"),
+        "grant_types_supported": ["refresh_token", DEVICE_CODE_GRANT],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],

@@ -9,11 +9,13 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::api::register, super::api::login, super::api::logout, super::api::logout_everywhere, super::api::me,
         super::api::list_devices, super::api::revoke_device, super::api::audit,
-        super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
+        super::devices_api::approve_user_code, super::devices_api::deny_user_code, super::devices_api::create_pairing_code,
+        super::devices_api::redeem_pairing_code, super::devices_api::pairing_status, super::devices_api::approve_pairing, super::devices_api::deny_pairing,
+        super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
         super::ops::healthz, super::ops::readyz,
     ),
     modifiers(&BearerAuth),
-    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "audit"), (name = "oauth"), (name = "operations"))
+    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "audit"), (name = "oauth"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -24,12 +26,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }

@@ -40,19 +40,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
     if let Ok(n) = s.app.store.count_live_sessions(s.app.now()).await {
         metrics::gauge!("latchkey_sessions_live").set(n as f64);
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        super::openapi::spec().to_pretty_json().unwrap_or_default(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::spec().to_pretty_json().unwrap_or_default()).into_response()
 }
 
 struct DocOp {
@@ -73,20 +65,10 @@ async fn docs() -> DocsPage {
     let spec = super::openapi::spec();
     let mut ops = Vec::new();
     for (path, item) in &spec.paths.paths {
-        let methods = [
-            ("GET", &item.get),
-            ("POST", &item.post),
-            ("DELETE", &item.delete),
-            ("PUT", &item.put),
-            ("PATCH", &item.patch),
-        ];
+        let methods = [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete), ("PUT", &item.put), ("PATCH", &item.patch)];
         for (m, op) in methods {
             if let Some(op) = op {
-                let summary = op
-                    .summary
-                    .clone()
-                    .or_else(|| op.description.clone())
-                    .unwrap_or_default();
+                let summary = op.summary.clone().or_else(|| op.description.clone()).unwrap_or_default();
                 ops.push(DocOp {
                     method: m.into(),
                     path: path.clone(),

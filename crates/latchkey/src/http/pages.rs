@@ -38,15 +38,9 @@ pub struct CookieNames {
 
 pub fn cookie_names(secure: bool) -> CookieNames {
     if secure {
-        CookieNames {
-            session: "__Host-lk_session",
-            csrf: "__Host-lk_csrf",
-        }
+        CookieNames { session: "__Host-lk_session", csrf: "__Host-lk_csrf" }
     } else {
-        CookieNames {
-            session: "lk_session",
-            csrf: "lk_csrf",
-        }
+        CookieNames { session: "lk_session", csrf: "lk_csrf" }
     }
 }
 
@@ -61,7 +55,7 @@ fn cookie(name: &'static str, value: String, secure: bool, max_age_secs: i64) ->
 }
 
 /// The CSRF token of this browser, creating the cookie if it has none.
-fn csrf_token(jar: CookieJar, s: &AppState) -> (CookieJar, String) {
+pub(super) fn csrf_token(jar: CookieJar, s: &AppState) -> (CookieJar, String) {
     let names = cookie_names(s.app.secure_cookies);
     if let Some(c) = jar.get(names.csrf)
         && secret::token_bytes(c.value(), "").is_some()
@@ -70,35 +64,21 @@ fn csrf_token(jar: CookieJar, s: &AppState) -> (CookieJar, String) {
         return (jar, v);
     }
     let v = secret::b64url(&secret::random_bytes::<32>());
-    (
-        jar.add(cookie(names.csrf, v.clone(), s.app.secure_cookies, 86400)),
-        v,
-    )
+    (jar.add(cookie(names.csrf, v.clone(), s.app.secure_cookies, 86400)), v)
 }
 
 /// A form POST is accepted only with the cookie's CSRF token in the body and, when the browser
 /// says where it comes from, from our own origin.
-fn csrf_ok(jar: &CookieJar, headers: &HeaderMap, s: &AppState, given: &str) -> bool {
+pub(super) fn csrf_ok(jar: &CookieJar, headers: &HeaderMap, s: &AppState, given: &str) -> bool {
     let names = cookie_names(s.app.secure_cookies);
-    let cookie_ok = jar.get(names.csrf).is_some_and(|c| {
-        !given.is_empty() && secret::ct_eq(c.value().as_bytes(), given.as_bytes())
-    });
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|o| o == s.app.issuer);
-    let site_ok = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v == "same-origin" || v == "none");
+    let cookie_ok = jar.get(names.csrf).is_some_and(|c| !given.is_empty() && secret::ct_eq(c.value().as_bytes(), given.as_bytes()));
+    let origin_ok = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).is_none_or(|o| o == s.app.issuer);
+    let site_ok = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_none_or(|v| v == "same-origin" || v == "none");
     cookie_ok && origin_ok && site_ok
 }
 
-fn csrf_refused() -> Response {
-    message(
-        StatusCode::FORBIDDEN,
-        "This form has expired or did not come from this site. Go back, reload the page and try again.",
-    )
+pub(super) fn csrf_refused() -> Response {
+    message(StatusCode::FORBIDDEN, "This form has expired or did not come from this site. Go back, reload the page and try again.")
 }
 
 /// The signed-in browser, or a redirect to `/login` that comes back here.
@@ -109,13 +89,10 @@ impl FromRequestParts<AppState> for WebUser {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        let meta = ClientMeta::from_request_parts(parts, s)
-            .await
-            .unwrap_or_else(|e| match e {});
+        let meta = ClientMeta::from_request_parts(parts, s).await.unwrap_or_else(|e| match e {});
         let names = cookie_names(s.app.secure_cookies);
-        let back = || {
-            Redirect::to(&format!("/login?next={}", urlencode(parts.uri.path()))).into_response()
-        };
+        let here = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+        let back = || Redirect::to(&format!("/login?next={}", urlencode(here))).into_response();
         let Some(c) = jar.get(names.session) else {
             return Err(back());
         };
@@ -129,13 +106,7 @@ impl FromRequestParts<AppState> for WebUser {
 
 fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
+        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~?=".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
 
@@ -170,22 +141,9 @@ struct NextQuery {
     next: Option<String>,
 }
 
-async fn login_form(
-    State(s): State<AppState>,
-    jar: CookieJar,
-    Query(q): Query<NextQuery>,
-) -> Response {
+async fn login_form(State(s): State<AppState>, jar: CookieJar, Query(q): Query<NextQuery>) -> Response {
     let (jar, csrf) = csrf_token(jar, &s);
-    (
-        jar,
-        LoginPage {
-            csrf,
-            next: safe_next(q.next.as_deref()),
-            email: String::new(),
-            error: None,
-        },
-    )
-        .into_response()
+    (jar, LoginPage { csrf, next: safe_next(q.next.as_deref()), email: String::new(), error: None }).into_response()
 }
 
 #[derive(Deserialize)]
@@ -221,40 +179,21 @@ async fn login_submit(
             let names = cookie_names(s.app.secure_cookies);
             let max_age = opened.session.expires_at - opened.session.created_at;
             let token = opened.web_token.unwrap_or_default();
-            (
-                jar.add(cookie(names.session, token, s.app.secure_cookies, max_age)),
-                Redirect::to(&next),
-            )
-                .into_response()
+            (jar.add(cookie(names.session, token, s.app.secure_cookies, max_age)), Redirect::to(&next)).into_response()
         }
         Err(e) => {
             let (status, text) = match &e {
-                AppError::InvalidCredentials | AppError::Invalid(_) => (
-                    StatusCode::UNAUTHORIZED,
-                    "The e-mail or password is wrong.".to_owned(),
-                ),
-                AppError::RateLimited { retry_after } => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("Too many attempts. Try again in {retry_after} seconds."),
-                ),
-                AppError::Overloaded => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The server is busy. Try again in a moment.".to_owned(),
-                ),
+                AppError::InvalidCredentials | AppError::Invalid(_) => {
+                    (StatusCode::UNAUTHORIZED, "The e-mail or password is wrong.".to_owned())
+                }
+                AppError::RateLimited { retry_after } => {
+                    (StatusCode::TOO_MANY_REQUESTS, format!("Too many attempts. Try again in {retry_after} seconds."))
+                }
+                AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "The server is busy. Try again in a moment.".to_owned()),
                 _ => return super::error::ApiError(e).into_response(),
             };
             let (jar, csrf) = csrf_token(jar, &s);
-            (
-                status,
-                jar,
-                LoginPage {
-                    csrf,
-                    next,
-                    email: f.email,
-                    error: Some(text),
-                },
-            )
-                .into_response()
+            (status, jar, LoginPage { csrf, next, email: f.email, error: Some(text) }).into_response()
         }
     }
 }
@@ -281,11 +220,7 @@ async fn logout(
         return super::error::ApiError(e).into_response();
     }
     let names = cookie_names(s.app.secure_cookies);
-    (
-        jar.remove(Cookie::build(names.session).path("/")),
-        Redirect::to("/login"),
-    )
-        .into_response()
+    (jar.remove(Cookie::build(names.session).path("/")), Redirect::to("/login")).into_response()
 }
 
 struct EventView {
@@ -305,12 +240,7 @@ struct AccountPage {
 
 async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): WebUser) -> Response {
     let load = async {
-        let user = s
-            .app
-            .store
-            .user_by_id(&caller.user_id)
-            .await?
-            .ok_or(AppError::Unauthorized)?;
+        let user = s.app.store.user_by_id(&caller.user_id).await?.ok_or(AppError::Unauthorized)?;
         let devices = devices::list(&s.app, &caller).await?;
         let events = s.app.store.audit_for_user(&caller.user_id, 20).await?;
         Ok::<_, AppError>((user, devices, events))
@@ -320,22 +250,9 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
             let (jar, csrf) = csrf_token(jar, &s);
             let events = events
                 .into_iter()
-                .map(|e| EventView {
-                    at: rfc3339(e.at),
-                    kind: e.kind.replace('_', " "),
-                    ip: e.ip.unwrap_or_default(),
-                })
+                .map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() })
                 .collect();
-            (
-                jar,
-                AccountPage {
-                    csrf,
-                    email: user.email,
-                    devices,
-                    events,
-                },
-            )
-                .into_response()
+            (jar, AccountPage { csrf, email: user.email, devices, events }).into_response()
         }
         Err(e) => super::error::ApiError(e).into_response(),
     }
@@ -374,11 +291,7 @@ async fn logout_everywhere(
         return super::error::ApiError(e).into_response();
     }
     let names = cookie_names(s.app.secure_cookies);
-    (
-        jar.remove(Cookie::build(names.session).path("/")),
-        Redirect::to("/login"),
-    )
-        .into_response()
+    (jar.remove(Cookie::build(names.session).path("/")), Redirect::to("/login")).into_response()
 }
 
 #[derive(Template, WebTemplate)]
@@ -389,22 +302,12 @@ struct MessagePage {
 }
 
 pub fn message(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        MessagePage {
-            title: status.canonical_reason().unwrap_or("Error").into(),
-            text: text.into(),
-        },
-    )
-        .into_response()
+    (status, MessagePage { title: status.canonical_reason().unwrap_or("Error").into(), text: text.into() }).into_response()
 }
 
 async fn css() -> Response {
     (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../static/app.css"),
     )
         .into_response()
@@ -418,13 +321,7 @@ mod tests {
     fn next_never_leaves_the_site() {
         assert_eq!(safe_next(Some("/account")), "/account");
         assert_eq!(safe_next(Some("/device?code=X")), "/device?code=X");
-        for bad in [
-            "//evil.example",
-            "https://evil.example",
-            "/\\evil",
-            "evil",
-            "/a b",
-        ] {
+        for bad in ["//evil.example", "https://evil.example", "/\\evil", "evil", "/a b"] {
             assert_eq!(safe_next(Some(bad)), "/account", "{bad}");
         }
     }

@@ -18,6 +18,15 @@ pub enum AuditKind {
     KeyRotated,
     ClientCreated,
     RateLimited,
+    DeviceCodeIssued,
+    DeviceCodeApproved,
+    DeviceCodeDenied,
+    DeviceCodeWrong,
+    PairingCodeIssued,
+    PairingCodeRedeemed,
+    PairingCodeWrong,
+    PairingApproved,
+    PairingDenied,
 }
 
 impl AuditKind {
@@ -35,6 +44,15 @@ impl AuditKind {
             Self::KeyRotated => "key_rotated",
             Self::ClientCreated => "client_created",
             Self::RateLimited => "rate_limited",
+            Self::DeviceCodeIssued => "device_code_issued",
+            Self::DeviceCodeApproved => "device_code_approved",
+            Self::DeviceCodeDenied => "device_code_denied",
+            Self::DeviceCodeWrong => "device_code_wrong",
+            Self::PairingCodeIssued => "pairing_code_issued",
+            Self::PairingCodeRedeemed => "pairing_code_redeemed",
+            Self::PairingCodeWrong => "pairing_code_wrong",
+            Self::PairingApproved => "pairing_approved",
+            Self::PairingDenied => "pairing_denied",
         }
     }
 }
@@ -49,13 +67,7 @@ pub struct Audit<'a> {
 
 impl<'a> Audit<'a> {
     pub fn new(kind: AuditKind) -> Self {
-        Self {
-            kind,
-            user_id: None,
-            device_id: None,
-            meta: None,
-            detail: serde_json::json!({}),
-        }
+        Self { kind, user_id: None, device_id: None, meta: None, detail: serde_json::json!({}) }
     }
     pub fn user(mut self, id: &'a str) -> Self {
         self.user_id = Some(id);

@@ -33,33 +33,16 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     if !req.web {
         clients::authenticate(app, &client_id, req.client_secret.as_deref()).await?;
     }
-    let scope = Scope::parse(
-        req.scope
-            .as_deref()
-            .unwrap_or(&app.settings.tokens.default_scope),
-    )?;
+    let scope = Scope::parse(req.scope.as_deref().unwrap_or(&app.settings.tokens.default_scope))?;
     if scope.is_empty() {
         return Err(AppError::InvalidScope("scope must not be empty".into()));
     }
 
-    limits::check(
-        app,
-        &format!("login:ip:{}", meta.ip),
-        lim.login_per_ip_per_minute,
-        60,
-        meta,
-    )
-    .await?;
+    limits::check(app, &format!("login:ip:{}", meta.ip), lim.login_per_ip_per_minute, 60, meta).await?;
     let now = app.now();
     let throttle_key = format!("login:{}", email.as_str());
     if let Some((failures, last)) = app.store.login_failures(&throttle_key).await?
-        && let Some(wait) = policy::login_retry_after(
-            failures,
-            last,
-            now,
-            lim.login_free_failures,
-            lim.login_max_delay_secs,
-        )
+        && let Some(wait) = policy::login_retry_after(failures, last, now, lim.login_free_failures, lim.login_max_delay_secs)
     {
         metrics::counter!("latchkey_logins_total", "result" => "throttled").increment(1);
         return Err(AppError::RateLimited { retry_after: wait });
@@ -68,11 +51,7 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     let user = app.store.user_by_email(email.as_str()).await?;
     let ok = app
         .passwords
-        .verify(
-            user.as_ref().map(|u| u.id.as_str()),
-            &password,
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        )
+        .verify(user.as_ref().map(|u| u.id.as_str()), &password, user.as_ref().and_then(|u| u.password_hash.as_deref()))
         .await?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
@@ -83,9 +62,7 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
             if let Some(u) = &user {
                 a = a.user(&u.id);
             }
-            a.detail(serde_json::json!({ "method": "password" }))
-                .record(app)
-                .await?;
+            a.detail(serde_json::json!({ "method": "password" })).record(app).await?;
             return Err(AppError::InvalidCredentials);
         }
     };

@@ -44,23 +44,11 @@ pub async fn list(app: &App, caller: &Caller) -> AppResult<Vec<DeviceView>> {
 }
 
 /// Revokes one of the caller's devices: its sessions and refresh tokens die at once.
-pub async fn revoke(
-    app: &App,
-    caller: &Caller,
-    device_id: &str,
-    meta: &ClientMeta,
-) -> AppResult<()> {
-    if !app
-        .store
-        .revoke_device(&caller.user_id, device_id, app.now())
-        .await?
-    {
+pub async fn revoke(app: &App, caller: &Caller, device_id: &str, meta: &ClientMeta) -> AppResult<()> {
+    if !app.store.revoke_device(&caller.user_id, device_id, app.now()).await? {
         return Err(AppError::NotFound);
     }
-    app.events.publish(Event::DeviceRevoked {
-        user_id: caller.user_id.clone(),
-        device_id: device_id.into(),
-    });
+    app.events.publish(Event::DeviceRevoked { user_id: caller.user_id.clone(), device_id: device_id.into() });
     Audit::new(AuditKind::DeviceRevoked)
         .user(&caller.user_id)
         .device(device_id)

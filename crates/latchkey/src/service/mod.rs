@@ -2,10 +2,13 @@
 //! Thin HTTP handlers and the CLI both call these.
 
 pub mod accounts;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod clients;
+pub mod device_grant;
 pub mod devices;
 pub mod limits;
+pub mod pairing;
 pub mod sessions;
 pub mod tokens;

@@ -12,12 +12,16 @@ use crate::store::{DeviceRow, RefreshTokenRow, SessionRow};
 #[derive(Debug, Clone, Copy)]
 pub enum AuthorizedBy {
     Password,
+    DeviceCode,
+    Pairing,
 }
 
 impl AuthorizedBy {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Password => "password",
+            Self::DeviceCode => "device_code",
+            Self::Pairing => "pairing",
         }
     }
 }
@@ -54,7 +58,15 @@ pub struct Opened {
     pub web_token: Option<String>,
 }
 
-pub async fn open(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> AppResult<Opened> {
+/// The rows of a new device session, not yet stored.
+pub struct Built {
+    pub device: DeviceRow,
+    pub session: SessionRow,
+    pub refresh: Option<(String, RefreshTokenRow)>,
+    pub web_token: Option<String>,
+}
+
+pub fn build(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> Built {
     let now = app.now();
     let t = &app.settings.tokens;
     let device = DeviceRow {
@@ -88,37 +100,46 @@ pub async fn open(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> AppResult<
         revoked_at: None,
         revoke_reason: None,
     };
-    let refresh = (!n.web).then(|| secret::new_token(secret::REFRESH_PREFIX));
-    let refresh_row = refresh.as_deref().map(|r| RefreshTokenRow {
-        hash: secret::token_hash(r),
-        session_id: session.id.clone(),
-        client_id: session.client_id.clone(),
-        created_at: now,
-        expires_at: (now + t.refresh_idle_secs as i64).min(session.expires_at),
-        superseded_at: None,
-        successor_hash: None,
+    let refresh = (!n.web).then(|| {
+        let token = secret::new_token(secret::REFRESH_PREFIX);
+        let row = RefreshTokenRow {
+            hash: secret::token_hash(&token),
+            session_id: session.id.clone(),
+            client_id: session.client_id.clone(),
+            created_at: now,
+            expires_at: (now + t.refresh_idle_secs as i64).min(session.expires_at),
+            superseded_at: None,
+            successor_hash: None,
+        };
+        (token, row)
     });
-    app.store
-        .create_session(&device, &session, refresh_row.as_ref())
-        .await?;
+    Built { device, session, refresh, web_token }
+}
+
+/// After the rows of `b` are stored: the audit event, the metric, and the tokens to hand out.
+pub async fn finish(app: &App, b: Built, meta: &ClientMeta) -> AppResult<Opened> {
     Audit::new(AuditKind::DeviceAdded)
-        .user(n.user_id)
-        .device(&device.id)
+        .user(&b.session.user_id)
+        .device(&b.device.id)
         .meta(meta)
-        .detail(serde_json::json!({ "name": device.name, "authorized_by": device.authorized_by, "client_id": session.client_id }))
+        .detail(serde_json::json!({
+            "name": b.device.name, "authorized_by": b.device.authorized_by,
+            "approved_by_device": b.device.approved_by_device, "client_id": b.session.client_id,
+        }))
         .record(app)
         .await?;
-    let tokens = match refresh {
-        Some(r) => Some(token_response(app, &session, r).await?),
+    metrics::counter!("latchkey_sessions_opened_total", "authorized_by" => b.device.authorized_by.clone()).increment(1);
+    let tokens = match b.refresh {
+        Some((token, _)) => Some(token_response(app, &b.session, token).await?),
         None => None,
     };
-    metrics::counter!("latchkey_sessions_opened_total", "authorized_by" => n.authorized_by.as_str()).increment(1);
-    Ok(Opened {
-        session,
-        device,
-        tokens,
-        web_token,
-    })
+    Ok(Opened { session: b.session, device: b.device, tokens, web_token: b.web_token })
+}
+
+pub async fn open(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> AppResult<Opened> {
+    let b = build(app, n, meta);
+    app.store.create_session(&b.device, &b.session, b.refresh.as_ref().map(|(_, r)| r)).await?;
+    finish(app, b, meta).await
 }
 
 pub async fn access_token(app: &App, s: &SessionRow) -> AppResult<String> {
@@ -129,12 +150,7 @@ pub async fn access_token(app: &App, s: &SessionRow) -> AppResult<String> {
         sid: s.id.clone(),
         did: s.device_id.clone(),
         client_id: s.client_id.clone(),
-        amr: s
-            .amr
-            .split(' ')
-            .filter(|a| !a.is_empty())
-            .map(Into::into)
-            .collect(),
+        amr: s.amr.split(' ').filter(|a| !a.is_empty()).map(Into::into).collect(),
         scope: s.scope.clone(),
         iat: now,
         exp: now + app.settings.tokens.access_ttl_secs as i64,
@@ -143,11 +159,7 @@ pub async fn access_token(app: &App, s: &SessionRow) -> AppResult<String> {
     Ok(app.keys.sign(&claims, now).await?)
 }
 
-pub async fn token_response(
-    app: &App,
-    s: &SessionRow,
-    refresh_token: String,
-) -> AppResult<TokenResponse> {
+pub async fn token_response(app: &App, s: &SessionRow, refresh_token: String) -> AppResult<TokenResponse> {
     let access_token = access_token(app, s).await?;
     metrics::counter!("latchkey_tokens_issued_total").increment(1);
     Ok(TokenResponse {
@@ -171,28 +183,15 @@ pub struct Caller {
 
 impl From<&SessionRow> for Caller {
     fn from(s: &SessionRow) -> Self {
-        Self {
-            user_id: s.user_id.clone(),
-            session_id: s.id.clone(),
-            device_id: s.device_id.clone(),
-            scope: s.scope.clone(),
-        }
+        Self { user_id: s.user_id.clone(), session_id: s.id.clone(), device_id: s.device_id.clone(), scope: s.scope.clone() }
     }
 }
 
 /// Checks an access token and the session behind it, so a revoked session stops working at once.
 pub async fn caller_from_bearer(app: &App, token: &str) -> AppResult<Caller> {
     let now = app.now();
-    let claims = app
-        .keys
-        .verify(token, &app.issuer, now)
-        .await
-        .ok_or(AppError::Unauthorized)?;
-    let session = app
-        .store
-        .session(&claims.sid)
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+    let claims = app.keys.verify(token, &app.issuer, now).await.ok_or(AppError::Unauthorized)?;
+    let session = app.store.session(&claims.sid).await?.ok_or(AppError::Unauthorized)?;
     if !session.is_live(now) || session.user_id != claims.sub || session.device_id != claims.did {
         return Err(AppError::Unauthorized);
     }
@@ -203,11 +202,7 @@ pub async fn caller_from_bearer(app: &App, token: &str) -> AppResult<Caller> {
 pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> AppResult<Caller> {
     secret::token_bytes(token, secret::WEB_SESSION_PREFIX).ok_or(AppError::Unauthorized)?;
     let now = app.now();
-    let session = app
-        .store
-        .session_by_web_token(&secret::token_hash(token))
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+    let session = app.store.session_by_web_token(&secret::token_hash(token)).await?.ok_or(AppError::Unauthorized)?;
     let idle = now - session.last_used_at > app.settings.tokens.refresh_idle_secs as i64;
     if !session.is_live(now) || idle {
         return Err(AppError::Unauthorized);
@@ -219,33 +214,16 @@ pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> Ap
 }
 
 pub async fn logout(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<()> {
-    if app
-        .store
-        .revoke_session(&caller.session_id, "logout", app.now())
-        .await?
-    {
-        app.events.publish(Event::SessionRevoked {
-            user_id: caller.user_id.clone(),
-            session_id: caller.session_id.clone(),
-        });
-        Audit::new(AuditKind::Logout)
-            .user(&caller.user_id)
-            .device(&caller.device_id)
-            .meta(meta)
-            .record(app)
-            .await?;
+    if app.store.revoke_session(&caller.session_id, "logout", app.now()).await? {
+        app.events.publish(Event::SessionRevoked { user_id: caller.user_id.clone(), session_id: caller.session_id.clone() });
+        Audit::new(AuditKind::Logout).user(&caller.user_id).device(&caller.device_id).meta(meta).record(app).await?;
     }
     Ok(())
 }
 
 pub async fn logout_everywhere(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<u64> {
-    let n = app
-        .store
-        .revoke_user_sessions(&caller.user_id, None, "logout_everywhere", app.now())
-        .await?;
-    app.events.publish(Event::AllSessionsRevoked {
-        user_id: caller.user_id.clone(),
-    });
+    let n = app.store.revoke_user_sessions(&caller.user_id, None, "logout_everywhere", app.now()).await?;
+    app.events.publish(Event::AllSessionsRevoked { user_id: caller.user_id.clone() });
     Audit::new(AuditKind::LogoutEverywhere)
         .user(&caller.user_id)
         .device(&caller.device_id)

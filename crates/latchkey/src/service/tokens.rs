@@ -19,53 +19,25 @@ fn invalid_grant() -> AppError {
     AppError::InvalidGrant("the refresh token is invalid, expired or revoked".into())
 }
 
-pub async fn refresh(
-    app: &App,
-    token: &str,
-    client: &ClientAuth,
-    scope: Option<&str>,
-    meta: &ClientMeta,
-) -> AppResult<TokenResponse> {
-    let client =
-        clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
-    limits::check(
-        app,
-        &format!("token:ip:{}", meta.ip),
-        app.settings.limits.token_per_ip_per_minute,
-        60,
-        meta,
-    )
-    .await?;
+pub async fn refresh(app: &App, token: &str, client: &ClientAuth, scope: Option<&str>, meta: &ClientMeta) -> AppResult<TokenResponse> {
+    let client = clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
+    limits::check(app, &format!("token:ip:{}", meta.ip), app.settings.limits.token_per_ip_per_minute, 60, meta).await?;
     secret::token_bytes(token, secret::REFRESH_PREFIX).ok_or_else(invalid_grant)?;
     let requested = scope.map(Scope::parse).transpose()?;
     let old_hash = secret::token_hash(token);
     if let Some(req) = &requested {
         // Scope may narrow, never widen (RFC 6749 §6). Checked before the token is used up.
-        let row = app
-            .store
-            .refresh_token(&old_hash)
-            .await?
-            .ok_or_else(invalid_grant)?;
-        let session = app
-            .store
-            .session(&row.session_id)
-            .await?
-            .ok_or_else(invalid_grant)?;
+        let row = app.store.refresh_token(&old_hash).await?.ok_or_else(invalid_grant)?;
+        let session = app.store.session(&row.session_id).await?.ok_or_else(invalid_grant)?;
         if !req.is_subset_of(&Scope::parse(&session.scope)?) {
-            return Err(AppError::InvalidScope(
-                "the requested scope exceeds the granted scope".into(),
-            ));
+            return Err(AppError::InvalidScope("the requested scope exceeds the granted scope".into()));
         }
     }
     let now = app.now();
     let successor = secret::refresh_successor(&app.refresh_key, token);
     let successor_hash = secret::token_hash(&successor);
     let idle_expiry = now + app.settings.tokens.refresh_idle_secs as i64;
-    let mut session = match app
-        .store
-        .rotate_refresh_token(&old_hash, &client.id, &successor_hash, idle_expiry, now)
-        .await?
-    {
+    let mut session = match app.store.rotate_refresh_token(&old_hash, &client.id, &successor_hash, idle_expiry, now).await? {
         Rotation::Rotated { session, .. } => session,
         Rotation::NotRotated(None) => return Err(invalid_grant()),
         Rotation::NotRotated(Some(row)) => {
@@ -75,47 +47,26 @@ pub async fn refresh(
             if row.client_id != client.id {
                 return Err(invalid_grant());
             }
-            let session = app
-                .store
-                .session(&row.session_id)
-                .await?
-                .ok_or_else(invalid_grant)?;
+            let session = app.store.session(&row.session_id).await?.ok_or_else(invalid_grant)?;
             let successor_row = match &row.successor_hash {
                 Some(h) => app.store.refresh_token(h).await?,
                 None => None,
             };
             let successor_live = session.is_live(now)
-                && row
-                    .successor_hash
-                    .as_deref()
-                    .is_some_and(|h| secret::ct_eq(h, &successor_hash))
+                && row.successor_hash.as_deref().is_some_and(|h| secret::ct_eq(h, &successor_hash))
                 && successor_row.is_some_and(|s| s.superseded_at.is_none() && s.expires_at > now);
-            match policy::superseded_verdict(
-                superseded_at,
-                successor_live,
-                now,
-                app.settings.tokens.refresh_reuse_grace_secs,
-            ) {
+            match policy::superseded_verdict(superseded_at, successor_live, now, app.settings.tokens.refresh_reuse_grace_secs) {
                 SupersededVerdict::Grace => session,
                 SupersededVerdict::Reuse => {
-                    if app
-                        .store
-                        .revoke_session(&session.id, "refresh_token_reuse", now)
-                        .await?
-                    {
-                        app.events.publish(Event::SessionRevoked {
-                            user_id: session.user_id.clone(),
-                            session_id: session.id.clone(),
-                        });
+                    if app.store.revoke_session(&session.id, "refresh_token_reuse", now).await? {
+                        app.events.publish(Event::SessionRevoked { user_id: session.user_id.clone(), session_id: session.id.clone() });
                     }
                     metrics::counter!("latchkey_refresh_reuse_total").increment(1);
                     Audit::new(AuditKind::RefreshTokenReuse)
                         .user(&session.user_id)
                         .device(&session.device_id)
                         .meta(meta)
-                        .detail(
-                            serde_json::json!({ "session_id": session.id, "client_id": client.id }),
-                        )
+                        .detail(serde_json::json!({ "session_id": session.id, "client_id": client.id }))
                         .record(app)
                         .await?;
                     return Err(invalid_grant());
@@ -131,14 +82,8 @@ pub async fn refresh(
 
 /// RFC 7009: revokes the session behind a refresh or access token of this client. Unknown,
 /// invalid and foreign tokens are answered the same (success), as the RFC asks.
-pub async fn revoke(
-    app: &App,
-    token: &str,
-    client: &ClientAuth,
-    meta: &ClientMeta,
-) -> AppResult<()> {
-    let client =
-        clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
+pub async fn revoke(app: &App, token: &str, client: &ClientAuth, meta: &ClientMeta) -> AppResult<()> {
+    let client = clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
     let now = app.now();
     let session_id = if secret::token_bytes(token, secret::REFRESH_PREFIX).is_some() {
         match app.store.refresh_token(&secret::token_hash(token)).await? {
@@ -155,10 +100,7 @@ pub async fn revoke(
         && let Some(s) = app.store.session(&sid).await?
         && app.store.revoke_session(&sid, "token_revoked", now).await?
     {
-        app.events.publish(Event::SessionRevoked {
-            user_id: s.user_id.clone(),
-            session_id: sid,
-        });
+        app.events.publish(Event::SessionRevoked { user_id: s.user_id.clone(), session_id: sid });
         Audit::new(AuditKind::TokenRevoked)
             .user(&s.user_id)
             .device(&s.device_id)
@@ -198,8 +140,7 @@ pub struct Introspection {
 /// RFC 7662, for confidential clients only: public clients cannot authenticate, and an open
 /// introspection endpoint would be a token-scanning oracle.
 pub async fn introspect(app: &App, token: &str, client: &ClientAuth) -> AppResult<Introspection> {
-    let client =
-        clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
+    let client = clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
     if client.secret_hash.is_none() {
         return Err(AppError::InvalidClient);
     }
@@ -231,11 +172,7 @@ pub async fn introspect(app: &App, token: &str, client: &ClientAuth) -> AppResul
     let Some(c) = app.keys.verify(token, &app.issuer, now).await else {
         return Ok(Introspection::default());
     };
-    let live = app
-        .store
-        .session(&c.sid)
-        .await?
-        .is_some_and(|s| s.is_live(now));
+    let live = app.store.session(&c.sid).await?.is_some_and(|s| s.is_live(now));
     if !live {
         return Ok(Introspection::default());
     }

@@ -23,14 +23,40 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether a conditional insert happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Yes,
+    /// A cap was reached; nothing was written.
+    CapReached,
+}
+
+/// A decision on a pending approval.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    /// Find it by user code (device grant) or by id (pairing).
+    pub by: DecideBy<'a>,
+    pub approve: bool,
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    /// A name for the new device chosen by the approver, if any.
+    pub requester_name: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum DecideBy<'a> {
+    UserCode(&'a [u8]),
+    /// A pairing approval: only the issuing device of the code may decide.
+    Pairing {
+        approval_id: &'a str,
+    },
+}
+
 /// Result of presenting a refresh token for rotation.
 #[derive(Debug, Clone)]
 pub enum Rotation {
     /// The token was live and is now superseded by the successor, in one transaction.
-    Rotated {
-        session: SessionRow,
-        expires_at: i64,
-    },
+    Rotated { session: SessionRow, expires_at: i64 },
     /// No rotation happened; here is what the presented token is, if it exists at all.
     NotRotated(Option<RefreshTokenRow>),
 }
@@ -56,12 +82,7 @@ pub trait Store: Send + Sync + 'static {
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>>;
 
     /// Creates the device, the session and (for API sessions) its first refresh token together.
-    async fn create_session(
-        &self,
-        device: &DeviceRow,
-        session: &SessionRow,
-        refresh: Option<&RefreshTokenRow>,
-    ) -> StoreResult<()>;
+    async fn create_session(&self, device: &DeviceRow, session: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()>;
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>>;
     async fn session_by_web_token(&self, hash: &[u8]) -> StoreResult<Option<SessionRow>>;
     /// Marks the session and its device as used now from `ip`.
@@ -69,13 +90,7 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes one live session; false when it was already dead.
     async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> StoreResult<bool>;
     /// Revokes every live session of the user but `except`; returns how many.
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&str>,
-        reason: &str,
-        now: i64,
-    ) -> StoreResult<u64>;
+    async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64) -> StoreResult<u64>;
     async fn count_live_sessions(&self, now: i64) -> StoreResult<i64>;
 
     async fn devices_for_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>>;
@@ -96,6 +111,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Rotation>;
     async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshTokenRow>>;
 
+    /// Inserts a pending approval unless the requester's IP already has `cap_per_ip` live pending
+    /// requests or the server `cap_total` (0: no cap), in one conditional write.
+    async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created>;
+    async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>>;
+    async fn approval_by_user_code(&self, hmac: &[u8]) -> StoreResult<Option<ApprovalRow>>;
+    /// Records a poll of `device_code_hash` by `client_id`: a poll sooner than the interval
+    /// after the previous one adds 5 s to the interval and sets `poll_early`, in one write.
+    async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
+    /// Moves a live pending approval to `approved` or `denied`, binding it to `user_id` (unless
+    /// it is already bound to another user) and noting the deciding device; one conditional write.
+    async fn decide_approval(&self, decision: &Decision<'_>, now: i64) -> StoreResult<Option<ApprovalRow>>;
+    /// Ends a pending approval as denied after polling abuse.
+    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Marks an approved, unexpired approval collected and creates the new device's session with
+    /// it, in one transaction; false when it was not there to collect (already collected, say).
+    async fn collect_approval(
+        &self,
+        id: &str,
+        device: &DeviceRow,
+        session: &SessionRow,
+        refresh: &RefreshTokenRow,
+        now: i64,
+    ) -> StoreResult<bool>;
+
+    /// Stores a new pairing code, ending any live code of the same issuing device.
+    async fn create_pairing_code(&self, code: &PairingCodeRow, now: i64) -> StoreResult<()>;
+    async fn pairing_code(&self, id: &str) -> StoreResult<Option<PairingCodeRow>>;
+    /// Consumes a live pairing code and creates its pending approval, in one transaction.
+    /// `approval` comes without user, scope and approver: the code supplies them.
+    async fn redeem_pairing_code(&self, code_hmac: &[u8], approval: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>>;
+
     async fn record_audit(&self, event: &AuditRow) -> StoreResult<()>;
     async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>>;
     async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
@@ -103,6 +149,8 @@ pub trait Store: Send + Sync + 'static {
     /// Counts one hit in the fixed window of `window` seconds that holds `now`; returns the count
     /// in that window including this hit, and the window's end.
     async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)>;
+    /// The count in the current window without counting a hit.
+    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)>;
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>>;
     async fn record_login_failure(&self, key: &str, now: i64) -> StoreResult<()>;
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
@@ -113,12 +161,8 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the store a database URL names, applying migrations.
 pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(
-            sqlite::SqliteStore::open(url, max_connections).await?,
-        ))
+        Ok(Arc::new(sqlite::SqliteStore::open(url, max_connections).await?))
     } else {
-        anyhow::bail!(
-            "unsupported database URL {url:?}: use sqlite://PATH (PostgreSQL support is planned)"
-        )
+        anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH (PostgreSQL support is planned)")
     }
 }

@@ -86,3 +86,41 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     pub detail: String,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApprovalRow {
+    pub id: String,
+    pub flow: String,
+    pub device_code_hash: Vec<u8>,
+    pub user_code_hmac: Option<Vec<u8>>,
+    pub client_id: String,
+    pub scope: String,
+    pub status: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub requester_ip: String,
+    pub requester_ua: String,
+    pub requester_name: Option<String>,
+    pub requester_kind: Option<String>,
+    pub user_id: Option<String>,
+    pub approver_device_id: Option<String>,
+    pub decided_at: Option<i64>,
+    pub poll_interval: i64,
+    pub last_poll_at: Option<i64>,
+    pub slow_downs: i64,
+    pub poll_early: i64,
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PairingCodeRow {
+    pub id: String,
+    pub user_id: String,
+    pub issuer_device_id: String,
+    pub code_hmac: Vec<u8>,
+    pub scope: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub redeemed_at: Option<i64>,
+    pub approval_id: Option<String>,
+}

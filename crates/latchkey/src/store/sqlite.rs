@@ -2,9 +2,7 @@
 //! concurrent writers queue on the busy timeout instead of failing a lock upgrade.
 
 use super::*;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,7 +10,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-const SESSION_COLS: &str = "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason";
+const SESSION_COLS: &str =
+    "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason";
 
 fn conflict_or(e: sqlx::Error) -> StoreError {
     match &e {
@@ -20,6 +19,93 @@ fn conflict_or(e: sqlx::Error) -> StoreError {
         _ => StoreError::Backend(e),
     }
 }
+
+const APPROVAL_COLS: &str = "id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, requester_ip, \
+     requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, last_poll_at, slow_downs, \
+     poll_early, session_id";
+
+async fn insert_session_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    d: &DeviceRow,
+    s: &SessionRow,
+    refresh: Option<&RefreshTokenRow>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO devices (id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, \
+         first_seen_at, last_seen_at, last_ip, trusted_until, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip",
+    )
+    .bind(&d.id)
+    .bind(&d.user_id)
+    .bind(&d.name)
+    .bind(&d.kind)
+    .bind(&d.os)
+    .bind(&d.browser)
+    .bind(&d.user_agent)
+    .bind(&d.authorized_by)
+    .bind(&d.approved_by_device)
+    .bind(d.first_seen_at)
+    .bind(d.last_seen_at)
+    .bind(&d.last_ip)
+    .bind(d.trusted_until)
+    .bind(d.revoked_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, \
+         expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+    )
+    .bind(&s.id)
+    .bind(&s.user_id)
+    .bind(&s.device_id)
+    .bind(&s.client_id)
+    .bind(&s.scope)
+    .bind(&s.amr)
+    .bind(&s.web_token_hash)
+    .bind(s.created_at)
+    .bind(s.last_used_at)
+    .bind(s.expires_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict_or)?;
+    if let Some(r) = refresh {
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&r.hash)
+            .bind(&r.session_id)
+            .bind(&r.client_id)
+            .bind(r.created_at)
+            .bind(r.expires_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_or)?;
+    }
+    Ok(())
+}
+
+fn bind_approval<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    a: &'q ApprovalRow,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    q.bind(&a.id)
+        .bind(&a.flow)
+        .bind(&a.device_code_hash)
+        .bind(&a.user_code_hmac)
+        .bind(&a.client_id)
+        .bind(&a.scope)
+        .bind(&a.status)
+        .bind(a.created_at)
+        .bind(a.expires_at)
+        .bind(&a.requester_ip)
+        .bind(&a.requester_ua)
+        .bind(&a.requester_name)
+        .bind(&a.requester_kind)
+        .bind(&a.user_id)
+        .bind(&a.approver_device_id)
+        .bind(a.poll_interval)
+}
+
+const INSERT_APPROVAL: &str = "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
+     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, poll_interval)";
 
 impl SqliteStore {
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
@@ -29,10 +115,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -50,19 +133,12 @@ impl Store for SqliteStore {
     }
 
     async fn secret_or_insert(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
-        sqlx::query(
-            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(fresh)
-        .execute(&self.pool)
-        .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(fresh)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?").bind(name).fetch_one(&self.pool).await?)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
@@ -73,19 +149,14 @@ impl Store for SqliteStore {
 
     async fn rotate_signing_key(&self, key: &SigningKeyRow, now: i64) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
-            .bind(now)
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL").bind(now).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO signing_keys (kid, seed, created_at, retired_at) VALUES (?, ?, ?, NULL)")
+            .bind(&key.kid)
+            .bind(&key.seed)
+            .bind(key.created_at)
             .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, seed, created_at, retired_at) VALUES (?, ?, ?, NULL)",
-        )
-        .bind(&key.kid)
-        .bind(&key.seed)
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_or)?;
+            .await
+            .map_err(conflict_or)?;
         tx.commit().await?;
         Ok(())
     }
@@ -116,23 +187,17 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
-        Ok(
-            sqlx::query_as(
-                "SELECT id, email, password_hash, created_at FROM users WHERE email = ?",
-            )
+        Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = ?")
             .bind(email)
             .fetch_optional(&self.pool)
-            .await?,
-        )
+            .await?)
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRow>> {
-        Ok(
-            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn create_client(&self, c: &ClientRow) -> StoreResult<()> {
@@ -148,99 +213,33 @@ impl Store for SqliteStore {
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
-        Ok(
-            sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
     }
 
-    async fn create_session(
-        &self,
-        d: &DeviceRow,
-        s: &SessionRow,
-        refresh: Option<&RefreshTokenRow>,
-    ) -> StoreResult<()> {
+    async fn create_session(&self, d: &DeviceRow, s: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO devices (id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, \
-             first_seen_at, last_seen_at, last_ip, trusted_until, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip",
-        )
-        .bind(&d.id)
-        .bind(&d.user_id)
-        .bind(&d.name)
-        .bind(&d.kind)
-        .bind(&d.os)
-        .bind(&d.browser)
-        .bind(&d.user_agent)
-        .bind(&d.authorized_by)
-        .bind(&d.approved_by_device)
-        .bind(d.first_seen_at)
-        .bind(d.last_seen_at)
-        .bind(&d.last_ip)
-        .bind(d.trusted_until)
-        .bind(d.revoked_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, \
-             expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-        )
-        .bind(&s.id)
-        .bind(&s.user_id)
-        .bind(&s.device_id)
-        .bind(&s.client_id)
-        .bind(&s.scope)
-        .bind(&s.amr)
-        .bind(&s.web_token_hash)
-        .bind(s.created_at)
-        .bind(s.last_used_at)
-        .bind(s.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_or)?;
-        if let Some(r) = refresh {
-            sqlx::query("INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(&r.hash)
-                .bind(&r.session_id)
-                .bind(&r.client_id)
-                .bind(r.created_at)
-                .bind(r.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_or)?;
-        }
+        insert_session_rows(&mut tx, d, s, refresh).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn session_by_web_token(&self, hash: &[u8]) -> StoreResult<Option<SessionRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE web_token_hash = ?"
-        )))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions WHERE web_token_hash = ?")))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn touch_session(&self, s: &SessionRow, ip: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(&s.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?").bind(now).bind(&s.id).execute(&mut *tx).await?;
         sqlx::query("UPDATE devices SET last_seen_at = ?, last_ip = ? WHERE id = ?")
             .bind(now)
             .bind(ip)
@@ -261,32 +260,23 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&str>,
-        reason: &str,
-        now: i64,
-    ) -> StoreResult<u64> {
-        let r = sqlx::query(
-            "UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(user_id)
-        .bind(except)
-        .execute(&self.pool)
-        .await?;
+    async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64) -> StoreResult<u64> {
+        let r =
+            sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?")
+                .bind(now)
+                .bind(reason)
+                .bind(user_id)
+                .bind(except)
+                .execute(&self.pool)
+                .await?;
         Ok(r.rows_affected())
     }
 
     async fn count_live_sessions(&self, now: i64) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?",
-        )
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn devices_for_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>> {
@@ -359,18 +349,14 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(conflict_or)?;
-        let session: SessionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE sessions SET last_used_at = ? WHERE id = ? RETURNING {SESSION_COLS}"
-        )))
-        .bind(now)
-        .bind(&session_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let session: SessionRow =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("UPDATE sessions SET last_used_at = ? WHERE id = ? RETURNING {SESSION_COLS}")))
+                .bind(now)
+                .bind(&session_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        Ok(Rotation::Rotated {
-            session,
-            expires_at,
-        })
+        Ok(Rotation::Rotated { session, expires_at })
     }
 
     async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshTokenRow>> {
@@ -380,6 +366,173 @@ impl Store for SqliteStore {
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created> {
+        let q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{INSERT_APPROVAL} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+             WHERE (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = ? AND status = 'pending' AND expires_at > ?) < ?) \
+               AND (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?) < ?)"
+        )));
+        let r = bind_approval(q, a)
+            .bind(cap_per_ip)
+            .bind(&a.requester_ip)
+            .bind(now)
+            .bind(cap_per_ip)
+            .bind(cap_total)
+            .bind(now)
+            .bind(cap_total)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_or)?;
+        Ok(if r.rows_affected() == 1 { Created::Yes } else { Created::CapReached })
+    }
+
+    async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn approval_by_user_code(&self, hmac: &[u8]) -> StoreResult<Option<ApprovalRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE user_code_hmac = ?")))
+            .bind(hmac)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
+        // Every SET expression sees the row as it was before this poll.
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE approvals SET \
+               poll_early = (last_poll_at IS NOT NULL AND ? - last_poll_at < poll_interval), \
+               slow_downs = slow_downs + (last_poll_at IS NOT NULL AND ? - last_poll_at < poll_interval), \
+               poll_interval = poll_interval + 5 * (last_poll_at IS NOT NULL AND ? - last_poll_at < poll_interval), \
+               last_poll_at = ? \
+             WHERE device_code_hash = ? AND client_id = ? RETURNING {APPROVAL_COLS}"
+        )))
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(device_code_hash)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn decide_approval(&self, d: &Decision<'_>, now: i64) -> StoreResult<Option<ApprovalRow>> {
+        let status = if d.approve { "approved" } else { "denied" };
+        let (filter, key): (&str, Vec<u8>) = match d.by {
+            DecideBy::UserCode(h) => ("user_code_hmac = ? AND flow = 'device_code' AND (user_id IS NULL OR user_id = ?)", h.to_vec()),
+            DecideBy::Pairing { approval_id } => {
+                ("id = ? AND flow = 'pairing' AND user_id = ? AND approver_device_id = ?", approval_id.as_bytes().to_vec())
+            }
+        };
+        let sql = format!(
+            "UPDATE approvals SET status = ?, user_id = ?, approver_device_id = ?, decided_at = ?, \
+             requester_name = COALESCE(?, requester_name) \
+             WHERE {filter} AND status = 'pending' AND expires_at > ? RETURNING {APPROVAL_COLS}"
+        );
+        let mut q =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(status).bind(d.user_id).bind(d.device_id).bind(now).bind(d.requester_name);
+        q = match d.by {
+            DecideBy::UserCode(_) => q.bind(key).bind(d.user_id),
+            DecideBy::Pairing { approval_id } => q.bind(approval_id).bind(d.user_id).bind(d.device_id),
+        };
+        Ok(q.bind(now).fetch_optional(&self.pool).await?)
+    }
+
+    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE approvals SET status = 'denied', decided_at = ? WHERE id = ? AND status IN ('pending', 'approved')")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn collect_approval(
+        &self,
+        id: &str,
+        device: &DeviceRow,
+        session: &SessionRow,
+        refresh: &RefreshTokenRow,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let r = sqlx::query(
+            "UPDATE approvals SET status = 'collected', session_id = ? WHERE id = ? AND status = 'approved' AND expires_at > ?",
+        )
+        .bind(&session.id)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_session_rows(&mut tx, device, session, Some(refresh)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_pairing_code(&self, c: &PairingCodeRow, now: i64) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE pairing_codes SET expires_at = ? WHERE issuer_device_id = ? AND redeemed_at IS NULL AND expires_at > ?")
+            .bind(now)
+            .bind(&c.issuer_device_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO pairing_codes (id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&c.id)
+            .bind(&c.user_id)
+            .bind(&c.issuer_device_id)
+            .bind(&c.code_hmac)
+            .bind(&c.scope)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pairing_code(&self, id: &str) -> StoreResult<Option<PairingCodeRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at, redeemed_at, approval_id FROM pairing_codes WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn redeem_pairing_code(&self, code_hmac: &[u8], a: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>> {
+        let mut tx = self.write_tx().await?;
+        let code: Option<(String, String, String)> = sqlx::query_as(
+            "UPDATE pairing_codes SET redeemed_at = ?, approval_id = ? WHERE code_hmac = ? AND redeemed_at IS NULL AND expires_at > ? \
+             RETURNING user_id, issuer_device_id, scope",
+        )
+        .bind(now)
+        .bind(&a.id)
+        .bind(code_hmac)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((user_id, issuer, scope)) = code else { return Ok(None) };
+        let approval = ApprovalRow { user_id: Some(user_id), approver_device_id: Some(issuer), scope, ..a.clone() };
+        bind_approval(
+            sqlx::query(sqlx::AssertSqlSafe(format!("{INSERT_APPROVAL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))),
+            &approval,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        tx.commit().await?;
+        Ok(Some(approval))
     }
 
     async fn record_audit(&self, e: &AuditRow) -> StoreResult<()> {
@@ -407,12 +560,10 @@ impl Store for SqliteStore {
     }
 
     async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, at, kind, user_id, device_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as("SELECT id, at, kind, user_id, device_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)> {
@@ -431,12 +582,21 @@ impl Store for SqliteStore {
         Ok((count, start + window))
     }
 
+    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)> {
+        let start = now - now.rem_euclid(window.max(1));
+        let count: Option<i64> = sqlx::query_scalar("SELECT count FROM rate_limits WHERE key = ? AND window_start = ?")
+            .bind(key)
+            .bind(start)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok((count.unwrap_or(0), start + window))
+    }
+
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT failures, last_failure_at FROM login_failures WHERE key = ?")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, i64)> = sqlx::query_as("SELECT failures, last_failure_at FROM login_failures WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|(f, at)| (u32::try_from(f).unwrap_or(u32::MAX), at)))
     }
 
@@ -453,10 +613,7 @@ impl Store for SqliteStore {
     }
 
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM login_failures WHERE key = ?").bind(key).execute(&self.pool).await?;
         Ok(())
     }
 }

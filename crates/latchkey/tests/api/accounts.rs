@@ -4,21 +4,11 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn register_normalises_email_and_refuses_duplicates() {
     let t = spawn().await;
-    let r = t
-        .post_json(
-            "/api/v1/accounts",
-            json!({ "email": "  Ann@Example.COM ", "password": PASSWORD }),
-        )
-        .await;
+    let r = t.post_json("/api/v1/accounts", json!({ "email": "  Ann@Example.COM ", "password": PASSWORD })).await;
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["email"], "ann@example.com");
-    let again = t
-        .post_json(
-            "/api/v1/accounts",
-            json!({ "email": "ann@example.com", "password": PASSWORD }),
-        )
-        .await;
+    let again = t.post_json("/api/v1/accounts", json!({ "email": "ann@example.com", "password": PASSWORD })).await;
     assert_eq!(again.status(), 409);
     assert_eq!(again.headers()["content-type"], "application/problem+json");
 }
@@ -26,44 +16,20 @@ async fn register_normalises_email_and_refuses_duplicates() {
 #[tokio::test]
 async fn password_length_is_enforced() {
     let t = spawn().await;
-    let short = t
-        .post_json(
-            "/api/v1/accounts",
-            json!({ "email": "a@x.org", "password": "1234567" }),
-        )
-        .await;
+    let short = t.post_json("/api/v1/accounts", json!({ "email": "a@x.org", "password": "1234567" })).await;
     assert_eq!(short.status(), 422);
     let v: Value = short.json().await.unwrap();
     assert_eq!(v["errors"][0]["field"], "password");
-    let long = t
-        .post_json(
-            "/api/v1/accounts",
-            json!({ "email": "a@x.org", "password": "x".repeat(1025) }),
-        )
-        .await;
+    let long = t.post_json("/api/v1/accounts", json!({ "email": "a@x.org", "password": "x".repeat(1025) })).await;
     assert_eq!(long.status(), 422);
-    let max = t
-        .post_json(
-            "/api/v1/accounts",
-            json!({ "email": "a@x.org", "password": "é".repeat(1024) }),
-        )
-        .await;
-    assert_eq!(
-        max.status(),
-        201,
-        "1024 characters is allowed, however many bytes"
-    );
+    let max = t.post_json("/api/v1/accounts", json!({ "email": "a@x.org", "password": "é".repeat(1024) })).await;
+    assert_eq!(max.status(), 201, "1024 characters is allowed, however many bytes");
 }
 
 #[tokio::test]
 async fn self_registration_can_be_switched_off() {
     let t = spawn_with(|s| s.accounts.self_registration = false).await;
-    let r = t
-        .post_json(
-            "/api/v1/accounts",
-            json!({ "email": "a@x.org", "password": PASSWORD }),
-        )
-        .await;
+    let r = t.post_json("/api/v1/accounts", json!({ "email": "a@x.org", "password": PASSWORD })).await;
     assert_eq!(r.status(), 403);
 }
 
@@ -73,12 +39,7 @@ async fn registration_is_limited_per_ip() {
     for i in 0..2 {
         t.register(&format!("u{i}@x.org")).await;
     }
-    let r = t
-        .post_json(
-            "/api/v1/accounts",
-            json!({ "email": "u9@x.org", "password": PASSWORD }),
-        )
-        .await;
+    let r = t.post_json("/api/v1/accounts", json!({ "email": "u9@x.org", "password": PASSWORD })).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
 }
@@ -92,25 +53,9 @@ async fn password_hash_is_bound_to_the_user_id() {
     let a = store.user_by_email("a@x.org").await.unwrap().unwrap();
     let b = store.user_by_email("b@x.org").await.unwrap().unwrap();
     let hash = a.password_hash.clone().unwrap();
-    assert!(
-        hash.starts_with("$argon2id$"),
-        "argon2id PHC string: {hash}"
-    );
+    assert!(hash.starts_with("$argon2id$"), "argon2id PHC string: {hash}");
     assert!(!hash.contains(PASSWORD));
     let pw = latchkey::domain::Password::for_login(PASSWORD.into()).unwrap();
-    assert!(
-        t.app
-            .passwords
-            .verify(Some(&a.id), &pw, Some(&hash))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !t.app
-            .passwords
-            .verify(Some(&b.id), &pw, Some(&hash))
-            .await
-            .unwrap(),
-        "a's hash planted on b's row must not verify"
-    );
+    assert!(t.app.passwords.verify(Some(&a.id), &pw, Some(&hash)).await.unwrap());
+    assert!(!t.app.passwords.verify(Some(&b.id), &pw, Some(&hash)).await.unwrap(), "a's hash planted on b's row must not verify");
 }

@@ -7,12 +7,7 @@ async fn revoking_a_device_kills_its_sessions_at_once() {
     t.register("ann@example.com").await;
     let laptop = t.login("ann@example.com", "Laptop").await;
     let tv = t.login("ann@example.com", "TV").await;
-    let devices: Vec<Value> = t
-        .get_auth("/api/v1/devices", &s(&laptop, "access_token"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let devices: Vec<Value> = t.get_auth("/api/v1/devices", &s(&laptop, "access_token")).await.json().await.unwrap();
     assert_eq!(devices.len(), 2);
     assert_eq!(devices.iter().filter(|d| d["current"] == true).count(), 1);
     let r = t
@@ -23,25 +18,12 @@ async fn revoking_a_device_kills_its_sessions_at_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(
-        t.get_auth("/api/v1/devices", &s(&tv, "access_token"))
-            .await
-            .status(),
-        401,
-        "access token refused before expiry"
-    );
+    assert_eq!(t.get_auth("/api/v1/devices", &s(&tv, "access_token")).await.status(), 401, "access token refused before expiry");
     assert_eq!(t.refresh(&s(&tv, "refresh_token")).await.status(), 400);
-    let devices: Vec<Value> = t
-        .get_auth("/api/v1/devices", &s(&laptop, "access_token"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let devices: Vec<Value> = t.get_auth("/api/v1/devices", &s(&laptop, "access_token")).await.json().await.unwrap();
     assert_eq!(devices.len(), 1);
     let audit = t.app.store.audit_all(50).await.unwrap();
-    assert!(audit.iter().any(
-        |a| a.kind == "device_revoked" && a.device_id.as_deref() == Some(&s(&tv, "device_id"))
-    ));
+    assert!(audit.iter().any(|a| a.kind == "device_revoked" && a.device_id.as_deref() == Some(&s(&tv, "device_id"))));
 }
 
 #[tokio::test]
@@ -59,19 +41,8 @@ async fn nobody_revokes_another_accounts_device() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(
-        t.get_auth("/api/v1/devices", &s(&ann, "access_token"))
-            .await
-            .status(),
-        200
-    );
-    let r = t
-        .http
-        .delete(t.url("/api/v1/devices/not-a-device"))
-        .bearer_auth(s(&ann, "access_token"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(t.get_auth("/api/v1/devices", &s(&ann, "access_token")).await.status(), 200);
+    let r = t.http.delete(t.url("/api/v1/devices/not-a-device")).bearer_auth(s(&ann, "access_token")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -88,12 +59,7 @@ async fn devices_record_what_the_server_observed() {
         .await
         .unwrap();
     let v: Value = r.json().await.unwrap();
-    let d: Vec<Value> = t
-        .get_auth("/api/v1/devices", &s(&v, "access_token"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let d: Vec<Value> = t.get_auth("/api/v1/devices", &s(&v, "access_token")).await.json().await.unwrap();
     assert_eq!(d[0]["os"], "iOS");
     assert_eq!(d[0]["browser"], "Safari");
     assert_eq!(d[0]["kind"], "mobile");

@@ -11,23 +11,13 @@ fn verify_independently(token: &str, jwks: &Value) -> Value {
     let header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
     let kid = header["kid"].as_str().expect("kid in header");
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("kid published in JWKS");
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("kid published in JWKS");
     assert_eq!(jwk["kty"], "OKP");
     assert_eq!(jwk["crv"], "Ed25519");
-    let x: [u8; 32] = B64
-        .decode(jwk["x"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let x: [u8; 32] = B64.decode(jwk["x"].as_str().unwrap()).unwrap().try_into().unwrap();
     let key = VerifyingKey::from_bytes(&x).unwrap();
     let sig = Signature::from_slice(&B64.decode(parts[2]).unwrap()).unwrap();
-    key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
-        .expect("signature verifies");
+    key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).expect("signature verifies");
     let mut tampered = format!("{}.{}", parts[0], parts[1]).into_bytes();
     tampered[parts[0].len() + 5] ^= 1;
     assert!(key.verify(&tampered, &sig).is_err());
@@ -39,27 +29,13 @@ async fn access_tokens_verify_against_the_published_jwks() {
     let t = spawn().await;
     t.register("ann@example.com").await;
     let v = t.login("ann@example.com", "Laptop").await;
-    let jwks: Value = t
-        .http
-        .get(t.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = t.http.get(t.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     let claims = verify_independently(&s(&v, "access_token"), &jwks);
     assert_eq!(claims["iss"], t.base);
     assert_eq!(claims["did"], v["device_id"]);
     assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
     assert_eq!(claims["scope"], "account");
-    let user = t
-        .app
-        .store
-        .user_by_email("ann@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = t.app.store.user_by_email("ann@example.com").await.unwrap().unwrap();
     assert_eq!(claims["sub"], user.id);
     for c in ["sid", "jti", "iat", "exp"] {
         assert!(!claims[c].is_null(), "claim {c}");
@@ -75,42 +51,17 @@ async fn rotated_keys_stay_published_until_their_tokens_expire() {
     let old = t.login("ann@example.com", "Laptop").await;
     let new_kid = t.app.keys.rotate(t.app.now()).await.unwrap();
     let new = t.login("ann@example.com", "Phone").await;
-    let jwks: Value = t
-        .http
-        .get(t.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = t.http.get(t.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     verify_independently(&s(&old, "access_token"), &jwks);
     verify_independently(&s(&new, "access_token"), &jwks);
-    let header: Value = serde_json::from_slice(
-        &B64.decode(s(&new, "access_token").split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let header: Value = serde_json::from_slice(&B64.decode(s(&new, "access_token").split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["kid"], new_kid.as_str());
-    assert_eq!(
-        t.get_auth("/api/v1/devices", &s(&old, "access_token"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(t.get_auth("/api/v1/devices", &s(&old, "access_token")).await.status(), 200);
     // Past the old key's last token (10 min + margin), it leaves the JWKS.
     t.clock.advance(600 + 61);
     t.app.keys.reload(t.app.now()).await.unwrap();
-    let jwks: Value = t
-        .http
-        .get(t.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = t.http.get(t.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
 }
 
@@ -123,11 +74,8 @@ async fn access_tokens_expire_and_forgeries_fail() {
     // alg=none, a flipped signature, and garbage are all refused.
     let parts: Vec<&str> = at.split('.').collect();
     let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    for forged in [
-        format!("{none_header}.{}.", parts[1]),
-        format!("{}.{}.{}", parts[0], parts[1], B64.encode([0u8; 64])),
-        "garbage".into(),
-    ] {
+    for forged in [format!("{none_header}.{}.", parts[1]), format!("{}.{}.{}", parts[0], parts[1], B64.encode([0u8; 64])), "garbage".into()]
+    {
         assert_eq!(t.get_auth("/api/v1/devices", &forged).await.status(), 401);
     }
     let r = t.http.get(t.url("/api/v1/devices")).send().await.unwrap();
@@ -142,90 +90,32 @@ async fn revocation_follows_rfc_7009() {
     let t = spawn().await;
     t.register("ann@example.com").await;
     let v = t.login("ann@example.com", "Laptop").await;
-    let r = t
-        .post_form(
-            "/oauth/revoke",
-            &[
-                ("token", &s(&v, "refresh_token")),
-                ("client_id", "latchkey-cli"),
-            ],
-        )
-        .await;
+    let r = t.post_form("/oauth/revoke", &[("token", &s(&v, "refresh_token")), ("client_id", "latchkey-cli")]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(t.refresh(&s(&v, "refresh_token")).await.status(), 400);
-    assert_eq!(
-        t.get_auth("/api/v1/devices", &s(&v, "access_token"))
-            .await
-            .status(),
-        401,
-        "the session behind it died"
-    );
+    assert_eq!(t.get_auth("/api/v1/devices", &s(&v, "access_token")).await.status(), 401, "the session behind it died");
     // Unknown tokens are answered 200 too; a missing token is invalid_request.
-    assert_eq!(
-        t.post_form(
-            "/oauth/revoke",
-            &[("token", "lk_rt_nope"), ("client_id", "latchkey-cli")]
-        )
-        .await
-        .status(),
-        200
-    );
-    let missing = t
-        .post_form("/oauth/revoke", &[("client_id", "latchkey-cli")])
-        .await;
+    assert_eq!(t.post_form("/oauth/revoke", &[("token", "lk_rt_nope"), ("client_id", "latchkey-cli")]).await.status(), 200);
+    let missing = t.post_form("/oauth/revoke", &[("client_id", "latchkey-cli")]).await;
     assert_eq!(missing.status(), 400);
-    assert_eq!(
-        missing.json::<Value>().await.unwrap()["error"],
-        "invalid_request"
-    );
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"], "invalid_request");
     // An access token can be revoked too.
     let w = t.login("ann@example.com", "Phone").await;
-    assert_eq!(
-        t.post_form(
-            "/oauth/revoke",
-            &[
-                ("token", &s(&w, "access_token")),
-                ("client_id", "latchkey-cli")
-            ]
-        )
-        .await
-        .status(),
-        200
-    );
-    assert_eq!(
-        t.get_auth("/api/v1/devices", &s(&w, "access_token"))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(t.post_form("/oauth/revoke", &[("token", &s(&w, "access_token")), ("client_id", "latchkey-cli")]).await.status(), 200);
+    assert_eq!(t.get_auth("/api/v1/devices", &s(&w, "access_token")).await.status(), 401);
 }
 
 #[tokio::test]
 async fn introspection_is_for_authenticated_confidential_clients() {
     let t = spawn().await;
     t.register("ann@example.com").await;
-    let secret = latchkey::service::clients::create(&t.app, "api-gw", "API gateway", true)
-        .await
-        .unwrap()
-        .unwrap();
+    let secret = latchkey::service::clients::create(&t.app, "api-gw", "API gateway", true).await.unwrap().unwrap();
     assert!(secret.starts_with("lk_cs_"));
     let v = t.login("ann@example.com", "Laptop").await;
-    let basic = |id: &str, sec: &str| {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{sec}"))
-        )
-    };
+    let basic = |id: &str, sec: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{sec}")));
     let introspect = |token: String, auth: String| {
         let (http, url) = (t.http.clone(), t.url("/oauth/introspect"));
-        async move {
-            http.post(url)
-                .header("authorization", auth)
-                .form(&[("token", token)])
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { http.post(url).header("authorization", auth).form(&[("token", token)]).send().await.unwrap() }
     };
     let r = introspect(s(&v, "access_token"), basic("api-gw", &secret)).await;
     assert_eq!(r.status(), 200);
@@ -233,131 +123,50 @@ async fn introspection_is_for_authenticated_confidential_clients() {
     assert_eq!(j["active"], true);
     assert_eq!(j["token_type"], "access_token");
     assert_eq!(j["client_id"], "latchkey-cli");
-    let j: Value = introspect(s(&v, "refresh_token"), basic("api-gw", &secret))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let j: Value = introspect(s(&v, "refresh_token"), basic("api-gw", &secret)).await.json().await.unwrap();
     assert_eq!(j["active"], true);
     assert_eq!(j["token_type"], "refresh_token");
-    let j: Value = introspect("lk_rt_unknown".into(), basic("api-gw", &secret))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let j: Value = introspect("lk_rt_unknown".into(), basic("api-gw", &secret)).await.json().await.unwrap();
     assert_eq!(j, serde_json::json!({ "active": false }));
     // Wrong secret, and a public client, are refused.
-    assert_eq!(
-        introspect(s(&v, "access_token"), basic("api-gw", "lk_cs_wrong"))
-            .await
-            .status(),
-        401
-    );
-    let public = t
-        .post_form(
-            "/oauth/introspect",
-            &[
-                ("token", &s(&v, "access_token")),
-                ("client_id", "latchkey-cli"),
-            ],
-        )
-        .await;
+    assert_eq!(introspect(s(&v, "access_token"), basic("api-gw", "lk_cs_wrong")).await.status(), 401);
+    let public = t.post_form("/oauth/introspect", &[("token", &s(&v, "access_token")), ("client_id", "latchkey-cli")]).await;
     assert_eq!(public.status(), 401);
-    assert_eq!(
-        public.json::<Value>().await.unwrap()["error"],
-        "invalid_client"
-    );
+    assert_eq!(public.json::<Value>().await.unwrap()["error"], "invalid_client");
     // Revoked sessions introspect inactive at once.
-    t.http
-        .delete(t.url("/api/v1/sessions/current"))
-        .bearer_auth(s(&v, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    let j: Value = introspect(s(&v, "access_token"), basic("api-gw", &secret))
-        .await
-        .json()
-        .await
-        .unwrap();
+    t.http.delete(t.url("/api/v1/sessions/current")).bearer_auth(s(&v, "access_token")).send().await.unwrap();
+    let j: Value = introspect(s(&v, "access_token"), basic("api-gw", &secret)).await.json().await.unwrap();
     assert_eq!(j["active"], false);
 }
 
 #[tokio::test]
 async fn metadata_describes_the_endpoints() {
     let t = spawn().await;
-    let m: Value = t
-        .http
-        .get(t.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m: Value = t.http.get(t.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
     assert_eq!(m["issuer"], t.base);
     assert_eq!(m["token_endpoint"], format!("{}/oauth/token", t.base));
     assert_eq!(m["revocation_endpoint"], format!("{}/oauth/revoke", t.base));
-    assert_eq!(
-        m["introspection_endpoint"],
-        format!("{}/oauth/introspect", t.base)
-    );
+    assert_eq!(m["introspection_endpoint"], format!("{}/oauth/introspect", t.base));
     assert_eq!(m["jwks_uri"], format!("{}/.well-known/jwks.json", t.base));
-    assert!(
-        m["grant_types_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&"refresh_token".into())
-    );
+    assert!(m["grant_types_supported"].as_array().unwrap().contains(&"refresh_token".into()));
 }
 
 #[tokio::test]
 async fn token_endpoint_speaks_rfc_6749_errors() {
     let t = spawn().await;
-    let r = t
-        .post_form(
-            "/oauth/token",
-            &[("grant_type", "password"), ("client_id", "latchkey-cli")],
-        )
-        .await;
+    let r = t.post_form("/oauth/token", &[("grant_type", "password"), ("client_id", "latchkey-cli")]).await;
     assert_eq!(r.status(), 400);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"],
-        "unsupported_grant_type"
-    );
-    let r = t
-        .post_form("/oauth/token", &[("client_id", "latchkey-cli")])
-        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+    let r = t.post_form("/oauth/token", &[("client_id", "latchkey-cli")]).await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
-    let r = t
-        .post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "lk_rt_x"),
-                ("client_id", "nope"),
-            ],
-        )
-        .await;
+    let r = t.post_form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", "lk_rt_x"), ("client_id", "nope")]).await;
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
-    let r = t
-        .http
-        .post(t.url("/oauth/token"))
-        .json(&serde_json::json!({ "grant_type": "refresh_token" }))
-        .send()
-        .await
-        .unwrap();
+    let r = t.http.post(t.url("/oauth/token")).json(&serde_json::json!({ "grant_type": "refresh_token" })).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
     let r = t
-        .post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", "lk_rt_short"),
-                ("client_id", "latchkey-cli"),
-            ],
-        )
+        .post_form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", "lk_rt_short"), ("client_id", "latchkey-cli")])
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
 }

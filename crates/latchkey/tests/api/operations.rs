@@ -4,25 +4,11 @@ use serde_json::Value;
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let t = spawn().await;
-    assert_eq!(
-        t.http.get(t.url("/healthz")).send().await.unwrap().status(),
-        200
-    );
-    assert_eq!(
-        t.http.get(t.url("/readyz")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(t.http.get(t.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(t.http.get(t.url("/readyz")).send().await.unwrap().status(), 200);
     t.register("ann@example.com").await;
     t.login("ann@example.com", "Laptop").await;
-    let m = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = t.http.get(t.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for series in [
         "latchkey_http_requests_total",
         "latchkey_http_request_duration_seconds",
@@ -32,36 +18,16 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(m.contains(series), "{series} missing from /metrics");
     }
-    assert!(
-        m.contains(r#"route="/api/v1/sessions""#),
-        "requests by route template"
-    );
+    assert!(m.contains(r#"route="/api/v1/sessions""#), "requests by route template");
 }
 
 #[tokio::test]
 async fn openapi_is_generated_and_the_docs_page_works_offline() {
     let t = spawn().await;
-    let spec: Value = t
-        .http
-        .get(t.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for p in [
-        "/api/v1/accounts",
-        "/api/v1/sessions",
-        "/api/v1/devices/{id}",
-        "/oauth/token",
-        "/oauth/introspect",
-        "/.well-known/jwks.json",
-    ] {
-        assert!(
-            spec["paths"].get(p).is_some(),
-            "{p} missing from the OpenAPI document"
-        );
+    let spec: Value = t.http.get(t.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for p in ["/api/v1/accounts", "/api/v1/sessions", "/api/v1/devices/{id}", "/oauth/token", "/oauth/introspect", "/.well-known/jwks.json"]
+    {
+        assert!(spec["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
     }
     let r = t.http.get(t.url("/docs")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -75,20 +41,11 @@ async fn pages_send_strict_security_headers() {
     let t = spawn().await;
     let r = t.http.get(t.url("/login")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
-        "{csp}"
-    );
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
-        "{cookie}"
-    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
     // A page that needs a session sends the browser to /login and back.
     let r = t.http.get(t.url("/account")).send().await.unwrap();
     assert_eq!(r.status(), 303);
@@ -99,58 +56,21 @@ async fn pages_send_strict_security_headers() {
 async fn login_form_needs_its_csrf_token_and_never_redirects_off_site() {
     let t = spawn().await;
     t.register("ann@example.com").await;
-    let page = t
-        .http
-        .get(t.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    let no_token = t
-        .post_form(
-            "/login",
-            &[
-                ("email", "ann@example.com"),
-                ("password", PASSWORD),
-                ("csrf", "forged"),
-            ],
-        )
-        .await;
+    let page = t.http.get(t.url("/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let no_token = t.post_form("/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("csrf", "forged")]).await;
     assert_eq!(no_token.status(), 403);
     let cross = t
         .http
         .post(t.url("/login"))
         .header("origin", "https://evil.example")
-        .form(&[
-            ("email", "ann@example.com"),
-            ("password", PASSWORD),
-            ("csrf", &csrf),
-        ])
+        .form(&[("email", "ann@example.com"), ("password", PASSWORD), ("csrf", &csrf)])
         .send()
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
-    let ok = t
-        .post_form(
-            "/login",
-            &[
-                ("email", "ann@example.com"),
-                ("password", PASSWORD),
-                ("csrf", &csrf),
-                ("next", "//evil.example/x"),
-            ],
-        )
-        .await;
+    let ok =
+        t.post_form("/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("csrf", &csrf), ("next", "//evil.example/x")]).await;
     assert_eq!(ok.status(), 303);
     assert_eq!(ok.headers()["location"], "/account");
     let account = t.http.get(t.url("/account")).send().await.unwrap();

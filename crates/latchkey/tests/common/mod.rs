@@ -24,39 +24,21 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         latchkey::telemetry::init("text", "info");
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let flags = Overrides {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: Some(dir.path().to_owned()),
-        ..Default::default()
-    };
-    let mut settings =
-        Settings::load(None, Vec::<(String, String)>::new(), &flags).expect("settings");
+    let flags = Overrides { listen: Some("127.0.0.1:0".parse().unwrap()), data_dir: Some(dir.path().to_owned()), ..Default::default() };
+    let mut settings = Settings::load(None, Vec::<(String, String)>::new(), &flags).expect("settings");
     settings.passwords.memory_kib = 8192;
     settings.passwords.iterations = 1;
     tweak(&mut settings);
     let clock = Arc::new(OffsetClock::default());
-    let server = Server::build_with_clock(settings, clock.clone())
-        .await
-        .expect("server starts");
+    let server = Server::build_with_clock(settings, clock.clone()).await.expect("server starts");
     let base = format!("http://{}", server.local_addr());
     let app = server.app();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = rx.await;
     }));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    TestApp {
-        base,
-        http,
-        app,
-        clock,
-        _dir: dir,
-        _shutdown: tx,
-    }
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    TestApp { base, http, app, clock, _dir: dir, _shutdown: tx }
 }
 
 pub async fn spawn() -> TestApp {
@@ -71,80 +53,35 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
+        self.http.post(self.url(path)).json(&body).send().await.expect("request")
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .form(form)
-            .send()
-            .await
-            .expect("request")
+        self.http.post(self.url(path)).form(form).send().await.expect("request")
     }
 
     pub async fn get_auth(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request")
+        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request")
     }
 
     pub async fn register(&self, email: &str) {
-        let r = self
-            .post_json(
-                "/api/v1/accounts",
-                json!({ "email": email, "password": PASSWORD }),
-            )
-            .await;
-        assert_eq!(
-            r.status(),
-            201,
-            "register {email}: {}",
-            r.text().await.unwrap_or_default()
-        );
+        let r = self.post_json("/api/v1/accounts", json!({ "email": email, "password": PASSWORD })).await;
+        assert_eq!(r.status(), 201, "register {email}: {}", r.text().await.unwrap_or_default());
     }
 
     /// Logs in as a new device; returns the token response.
     pub async fn login(&self, email: &str, device: &str) -> Value {
-        let r = self
-            .post_json(
-                "/api/v1/sessions",
-                json!({ "email": email, "password": PASSWORD, "device": { "name": device } }),
-            )
-            .await;
-        assert_eq!(
-            r.status(),
-            200,
-            "login {email}: {}",
-            r.text().await.unwrap_or_default()
-        );
+        let r = self.post_json("/api/v1/sessions", json!({ "email": email, "password": PASSWORD, "device": { "name": device } })).await;
+        assert_eq!(r.status(), 200, "login {email}: {}", r.text().await.unwrap_or_default());
         r.json().await.unwrap()
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
-        self.post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
-                ("client_id", "latchkey-cli"),
-            ],
-        )
-        .await
+        self.post_form("/oauth/token", &[("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", "latchkey-cli")])
+            .await
     }
 }
 
 pub fn s(v: &Value, key: &str) -> String {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no string {key} in {v}"))
-        .to_owned()
+    v[key].as_str().unwrap_or_else(|| panic!("no string {key} in {v}")).to_owned()
 }

@@ -1,0 +1,150 @@
+//! `/api/v1/device-grants` and `/api/v1/pairing-codes`: approving new devices from an app.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, AuthUser};
+use crate::app::ClientMeta;
+use crate::domain::device::DeviceInput;
+use crate::service::approvals::RequesterFacts;
+use crate::service::device_grant;
+use crate::service::pairing::{self, PairingCode, PairingStatus, Redeemed};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/device-grants/approve", post(approve_user_code))
+        .route("/api/v1/device-grants/deny", post(deny_user_code))
+        .route("/api/v1/pairing-codes", post(create_pairing_code))
+        .route("/api/v1/pairing-codes/redeem", post(redeem_pairing_code))
+        .route("/api/v1/pairing-codes/{id}", get(pairing_status))
+        .route("/api/v1/pairing-codes/{id}/approve", post(approve_pairing))
+        .route("/api/v1/pairing-codes/{id}/deny", post(deny_pairing))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveUserCode {
+    /// As shown on the device: case, spaces and dashes do not matter.
+    pub user_code: String,
+    /// A name for the new device; it keeps its own otherwise.
+    pub device_name: Option<String>,
+}
+
+/// Approve a device-grant request by its user code, as the calling account.
+#[utoipa::path(post, path = "/api/v1/device-grants/approve", tag = "device authorization", security(("bearer" = [])), request_body = ApproveUserCode,
+    responses((status = 200, body = RequesterFacts), (status = 400, description = "the code is not valid (one message for wrong, expired and used codes)"),
+        (status = 429, description = "too many wrong codes")))]
+pub async fn approve_user_code(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    ApiJson(req): ApiJson<ApproveUserCode>,
+) -> Result<Json<RequesterFacts>, ApiError> {
+    Ok(Json(device_grant::decide(&s.app, &caller, &req.user_code, true, req.device_name.as_deref(), &meta).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DenyUserCode {
+    pub user_code: String,
+}
+
+/// Deny a device-grant request by its user code.
+#[utoipa::path(post, path = "/api/v1/device-grants/deny", tag = "device authorization", security(("bearer" = [])), request_body = DenyUserCode,
+    responses((status = 200, body = RequesterFacts), (status = 400), (status = 429)))]
+pub async fn deny_user_code(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    ApiJson(req): ApiJson<DenyUserCode>,
+) -> Result<Json<RequesterFacts>, ApiError> {
+    Ok(Json(device_grant::decide(&s.app, &caller, &req.user_code, false, None, &meta).await?))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePairingCode {
+    /// At most the scope of the calling device.
+    pub scope: Option<String>,
+}
+
+/// Issue a one-time pairing code for a new device to type. One live code per device: a new
+/// one ends the previous.
+#[utoipa::path(post, path = "/api/v1/pairing-codes", tag = "device authorization", security(("bearer" = [])), request_body = CreatePairingCode,
+    responses((status = 201, body = PairingCode), (status = 401)))]
+pub async fn create_pairing_code(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<PairingCode>), ApiError> {
+    // The body is optional: no body at all means no scope asked for.
+    let req: CreatePairingCode = if body.iter().all(u8::is_ascii_whitespace) {
+        CreatePairingCode::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| crate::app::AppError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    Ok((StatusCode::CREATED, Json(pairing::create(&s.app, &caller, req.scope.as_deref(), &meta).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemPairingCode {
+    pub code: String,
+    pub device: Option<DeviceInput>,
+    /// The client the new session will belong to; `latchkey-cli` when absent.
+    pub client_id: Option<String>,
+}
+
+/// The new device types the code; it gets a device_code to poll `/oauth/token` with until the
+/// issuing device allows it.
+#[utoipa::path(post, path = "/api/v1/pairing-codes/redeem", tag = "device authorization", request_body = RedeemPairingCode,
+    responses((status = 200, body = Redeemed), (status = 400, description = "one message for every failure"), (status = 429)))]
+pub async fn redeem_pairing_code(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    ApiJson(req): ApiJson<RedeemPairingCode>,
+) -> Result<Json<Redeemed>, ApiError> {
+    Ok(Json(pairing::redeem(&s.app, &req.code, req.device.as_ref(), req.client_id.as_deref(), &meta).await?))
+}
+
+/// Who, if anyone, has used this device's pairing code.
+#[utoipa::path(get, path = "/api/v1/pairing-codes/{id}", tag = "device authorization", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = PairingStatus), (status = 404)))]
+pub async fn pairing_status(
+    State(s): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<PairingStatus>, ApiError> {
+    Ok(Json(pairing::status(&s.app, &caller, &id).await?))
+}
+
+/// Allow the device that typed this code: only now does it get its session.
+#[utoipa::path(post, path = "/api/v1/pairing-codes/{id}/approve", tag = "device authorization", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = PairingStatus), (status = 404), (status = 409, description = "nobody joined yet, or already decided")))]
+pub async fn approve_pairing(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<PairingStatus>, ApiError> {
+    Ok(Json(pairing::decide(&s.app, &caller, &id, true, &meta).await?))
+}
+
+/// Deny the device that typed this code.
+#[utoipa::path(post, path = "/api/v1/pairing-codes/{id}/deny", tag = "device authorization", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = PairingStatus), (status = 404), (status = 409)))]
+pub async fn deny_pairing(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<PairingStatus>, ApiError> {
+    Ok(Json(pairing::decide(&s.app, &caller, &id, false, &meta).await?))
+}

@@ -1,0 +1,156 @@
+//! RFC 8628: the new device asks and shows a user code; a signed-in user approves it.
+
+use super::approvals::{self, RequesterFacts};
+use super::audit::{Audit, AuditKind};
+use super::sessions::Caller;
+use super::{clients, limits};
+use crate::app::{App, AppError, AppResult, ClientMeta};
+use crate::domain::Scope;
+use crate::domain::codes::{self, USER_CODE_LEN};
+use crate::domain::device::DeviceFacts;
+use crate::events::Event;
+use crate::store::{ApprovalRow, Created, DecideBy, Decision};
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceAuthorization {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: u64,
+    pub interval: u64,
+}
+
+pub const USER_CODE_PURPOSE: &str = "user_code";
+
+/// One generic answer for every wrong, expired or used code: nothing to learn from it.
+pub fn generic_failure() -> AppError {
+    AppError::BadRequest("That code is not valid. Check it on the device's screen and try again.".into())
+}
+
+pub async fn authorize(
+    app: &App,
+    client_id: &str,
+    client_secret: Option<&str>,
+    scope: Option<&str>,
+    meta: &ClientMeta,
+) -> AppResult<DeviceAuthorization> {
+    let d = &app.settings.device;
+    let client = clients::authenticate(app, client_id, client_secret).await?;
+    let scope = Scope::parse(scope.unwrap_or(&app.settings.tokens.default_scope))?;
+    if scope.is_empty() {
+        return Err(AppError::InvalidScope("scope must not be empty".into()));
+    }
+    limits::check(app, &format!("devauth:ip:{}", meta.ip), d.create_per_ip_per_minute, 60, meta).await?;
+    limits::check(app, &format!("devauth:client:{}", client.id), d.create_per_client_per_minute, 60, meta).await?;
+    let now = app.now();
+    let kind = DeviceFacts::from_input(None, &meta.user_agent)?.kind;
+    // A collision with a live code is astronomically rare; draw again rather than fail.
+    for _ in 0..5 {
+        let user_code = codes::generate(USER_CODE_LEN);
+        let (device_code, device_code_hash) = approvals::new_device_code();
+        let row = ApprovalRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            flow: "device_code".into(),
+            device_code_hash,
+            user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)),
+            client_id: client.id.clone(),
+            scope: scope.to_string(),
+            status: "pending".into(),
+            created_at: now,
+            expires_at: now + d.code_ttl_secs as i64,
+            requester_ip: meta.ip.clone(),
+            requester_ua: meta.user_agent.clone(),
+            requester_name: None,
+            requester_kind: Some(kind.as_str().into()),
+            user_id: None,
+            approver_device_id: None,
+            decided_at: None,
+            poll_interval: d.interval_secs as i64,
+            last_poll_at: None,
+            slow_downs: 0,
+            poll_early: 0,
+            session_id: None,
+        };
+        match app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now).await {
+            Ok(Created::Yes) => {}
+            Ok(Created::CapReached) => {
+                metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
+                return Err(AppError::RateLimited { retry_after: 60 });
+            }
+            Err(crate::store::StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        Audit::new(AuditKind::DeviceCodeIssued)
+            .meta(meta)
+            .detail(serde_json::json!({ "client_id": client.id, "request": row.id }))
+            .record(app)
+            .await?;
+        metrics::counter!("latchkey_device_authorizations_total").increment(1);
+        let shown = codes::display(&user_code);
+        return Ok(DeviceAuthorization {
+            device_code,
+            verification_uri: format!("{}/device", app.issuer),
+            verification_uri_complete: format!("{}/device?user_code={shown}", app.issuer),
+            user_code: shown,
+            expires_in: d.code_ttl_secs,
+            interval: d.interval_secs,
+        });
+    }
+    Err(anyhow::anyhow!("could not draw a unique user code").into())
+}
+
+/// Finds the pending request behind a typed user code, for the approver to look at. Wrong,
+/// expired and used codes all get the same answer, and count against the approver.
+pub async fn lookup(app: &App, caller: &Caller, raw_code: &str, meta: &ClientMeta) -> AppResult<(ApprovalRow, RequesterFacts)> {
+    approvals::check_code_failures(app, Some(&caller.user_id), meta).await?;
+    let found = match codes::normalize(raw_code, USER_CODE_LEN) {
+        Ok(code) => app.store.approval_by_user_code(&codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &code)).await?,
+        Err(_) => None,
+    };
+    let now = app.now();
+    match found {
+        Some(a) if approvals::state(&a, now) == approvals::State::Pending && a.user_id.as_deref().is_none_or(|u| u == caller.user_id) => {
+            let facts = approvals::facts(app, &a).await?;
+            Ok((a, facts))
+        }
+        _ => {
+            approvals::count_code_failure(app, Some(&caller.user_id), meta).await?;
+            Audit::new(AuditKind::DeviceCodeWrong).user(&caller.user_id).device(&caller.device_id).meta(meta).record(app).await?;
+            Err(generic_failure())
+        }
+    }
+}
+
+/// Approves or denies the request behind a user code, as the caller. One conditional write: a
+/// code is bound once, whoever races for it.
+pub async fn decide(
+    app: &App,
+    caller: &Caller,
+    raw_code: &str,
+    approve: bool,
+    device_name: Option<&str>,
+    meta: &ClientMeta,
+) -> AppResult<RequesterFacts> {
+    let (a, _) = lookup(app, caller, raw_code, meta).await?;
+    let name = device_name.map(crate::domain::device::parse_name).transpose()?;
+    let hmac = a.user_code_hmac.clone().unwrap_or_default();
+    let decision = Decision {
+        by: DecideBy::UserCode(&hmac),
+        approve,
+        user_id: &caller.user_id,
+        device_id: &caller.device_id,
+        requester_name: name.as_deref(),
+    };
+    let decided = app.store.decide_approval(&decision, app.now()).await?.ok_or_else(generic_failure)?;
+    app.events.publish(Event::ApprovalChanged { approval_id: decided.id.clone() });
+    let kind = if approve { AuditKind::DeviceCodeApproved } else { AuditKind::DeviceCodeDenied };
+    Audit::new(kind)
+        .user(&caller.user_id)
+        .device(&caller.device_id)
+        .meta(meta)
+        .detail(serde_json::json!({ "request": decided.id, "client_id": decided.client_id, "requester_ip": decided.requester_ip }))
+        .record(app)
+        .await?;
+    approvals::facts(app, &decided).await
+}
