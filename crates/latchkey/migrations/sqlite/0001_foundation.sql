@@ -89,11 +89,13 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_user ON audit_events (user_id, id);
 
--- Fixed-window counters for per-IP and global limits, shared by every instance.
+-- Sliding-window counters for per-IP, per-account and global limits, shared by every instance:
+-- the count of the current fixed window and of the one before it, weighted by overlap.
 CREATE TABLE rate_limits (
     key          TEXT PRIMARY KEY,
     window_start INTEGER NOT NULL,
-    count        INTEGER NOT NULL
+    count        INTEGER NOT NULL,
+    prev_count   INTEGER NOT NULL DEFAULT 0
 );
 
 -- Failed logins per normalised e-mail (known or not, so the table tells nothing about accounts).

@@ -38,6 +38,6 @@ CREATE TABLE pairing_codes (
     created_at        INTEGER NOT NULL,
     expires_at        INTEGER NOT NULL,
     redeemed_at       INTEGER,
-    approval_id       TEXT REFERENCES approvals(id)
+    approval_id       TEXT REFERENCES approvals(id) DEFERRABLE INITIALLY DEFERRED
 );
 CREATE INDEX pairing_codes_issuer ON pairing_codes (issuer_device_id, redeemed_at);

@@ -4,7 +4,6 @@
 //! exactly once. Every transition is one conditional write in the store, one event, one audit
 //! entry.
 
-use super::audit::{Audit, AuditKind};
 use super::sessions::{self, AuthorizedBy, NewSession, TokenResponse};
 use super::{clients, limits};
 use crate::app::{App, AppError, AppResult, ClientMeta};
@@ -106,18 +105,13 @@ pub async fn check_code_failures(app: &App, user_id: Option<&str>, meta: &Client
         checks.push((format!("codefail:user:{u}"), 900, d.code_failures_per_account));
     }
     for (key, window, limit) in checks {
-        let (count, ends) = app.store.peek_rate_limit(&key, window, now).await?;
-        if count >= limit {
-            if count == limit {
-                // Count the refusal once so the audit trail shows the limit was hit.
-                app.store.hit_rate_limit(&key, window, now).await?;
-                let mut a = Audit::new(AuditKind::RateLimited).meta(meta).detail(serde_json::json!({ "limit": key }));
-                if let Some(u) = user_id {
-                    a = a.user(u);
-                }
-                a.record(app).await?;
-            }
-            return Err(AppError::RateLimited { retry_after: (ends - now).max(1) as u64 });
+        let c = app.store.peek_rate_limit(&key, window, now).await?;
+        if crate::domain::policy::sliding_estimate(c.current, c.previous, now, window) >= limit as f64 {
+            metrics::counter!("latchkey_rate_limited_total", "limit" => "code_failures").increment(1);
+            limits::audit_refusal(app, &key, window, user_id, meta).await?;
+            return Err(AppError::RateLimited {
+                retry_after: crate::domain::policy::sliding_retry_after(c.current, c.previous, now, window, limit - 1),
+            });
         }
     }
     Ok(())

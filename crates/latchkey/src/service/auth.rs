@@ -45,6 +45,8 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
         && let Some(wait) = policy::login_retry_after(failures, last, now, lim.login_free_failures, lim.login_max_delay_secs)
     {
         metrics::counter!("latchkey_logins_total", "result" => "throttled").increment(1);
+        let user = app.store.user_by_email(email.as_str()).await?;
+        limits::audit_refusal(app, &throttle_key, 60, user.as_ref().map(|u| u.id.as_str()), meta).await?;
         return Err(AppError::RateLimited { retry_after: wait });
     }
 

@@ -23,6 +23,13 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Hits in the current fixed window and in the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowCounts {
+    pub current: i64,
+    pub previous: i64,
+}
+
 /// Whether a conditional insert happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -146,11 +153,11 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>>;
     async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
 
-    /// Counts one hit in the fixed window of `window` seconds that holds `now`; returns the count
-    /// in that window including this hit, and the window's end.
-    async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)>;
-    /// The count in the current window without counting a hit.
-    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)>;
+    /// Counts one hit in the fixed window of `window` seconds that holds `now`, in one atomic
+    /// upsert; returns the counts of this window (including the hit) and of the previous one.
+    async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts>;
+    /// The same counts, without counting a hit.
+    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts>;
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>>;
     async fn record_login_failure(&self, key: &str, now: i64) -> StoreResult<()>;
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;

@@ -566,30 +566,38 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)> {
-        let start = now - now.rem_euclid(window.max(1));
-        let count: i64 = sqlx::query_scalar(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1) \
+    async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts> {
+        let window = window.max(1);
+        let start = now - now.rem_euclid(window);
+        let (current, previous): (i64, i64) = sqlx::query_as(
+            "INSERT INTO rate_limits (key, window_start, count, prev_count) VALUES (?, ?, 1, 0) \
              ON CONFLICT (key) DO UPDATE SET \
+               prev_count = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.prev_count \
+                                 WHEN rate_limits.window_start = excluded.window_start - ? THEN rate_limits.count ELSE 0 END, \
                count = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.count + 1 ELSE 1 END, \
                window_start = excluded.window_start \
-             RETURNING count",
+             RETURNING count, prev_count",
         )
         .bind(key)
         .bind(start)
+        .bind(window)
         .fetch_one(&self.pool)
         .await?;
-        Ok((count, start + window))
+        Ok(WindowCounts { current, previous })
     }
 
-    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<(i64, i64)> {
-        let start = now - now.rem_euclid(window.max(1));
-        let count: Option<i64> = sqlx::query_scalar("SELECT count FROM rate_limits WHERE key = ? AND window_start = ?")
+    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts> {
+        let window = window.max(1);
+        let start = now - now.rem_euclid(window);
+        let row: Option<(i64, i64, i64)> = sqlx::query_as("SELECT window_start, count, prev_count FROM rate_limits WHERE key = ?")
             .bind(key)
-            .bind(start)
             .fetch_optional(&self.pool)
             .await?;
-        Ok((count.unwrap_or(0), start + window))
+        Ok(match row {
+            Some((ws, count, prev)) if ws == start => WindowCounts { current: count, previous: prev },
+            Some((ws, count, _)) if ws == start - window => WindowCounts { current: 0, previous: count },
+            _ => WindowCounts::default(),
+        })
     }
 
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {

@@ -4,9 +4,11 @@
 mod common;
 
 mod accounts;
+mod device_grant;
 mod devices;
 mod input;
 mod login;
 mod oauth;
 mod operations;
+mod pairing;
 mod refresh;

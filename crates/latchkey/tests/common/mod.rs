@@ -12,6 +12,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub app: Arc<latchkey::app::App>,
     pub clock: Arc<OffsetClock>,
+    pub dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -38,7 +39,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let _ = rx.await;
     }));
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
-    TestApp { base, http, app, clock, _dir: dir, _shutdown: tx }
+    TestApp { base, http, app, clock, dir: dir.path().to_owned(), _dir: dir, _shutdown: tx }
 }
 
 pub async fn spawn() -> TestApp {
@@ -74,6 +75,35 @@ impl TestApp {
         let r = self.post_json("/api/v1/sessions", json!({ "email": email, "password": PASSWORD, "device": { "name": device } })).await;
         assert_eq!(r.status(), 200, "login {email}: {}", r.text().await.unwrap_or_default());
         r.json().await.unwrap()
+    }
+
+    /// Counts rows of a table straight from the database file.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let url = format!("sqlite://{}", self.dir.join("latchkey.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+
+    pub async fn post_json_auth(&self, path: &str, token: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request")
+    }
+
+    /// Starts a device-grant request as a device would; returns the response body.
+    pub async fn device_authorization(&self) -> Value {
+        let r = self.post_form("/oauth/device_authorization", &[("client_id", "latchkey-cli")]).await;
+        assert_eq!(r.status(), 200, "device_authorization: {}", r.text().await.unwrap_or_default());
+        r.json().await.unwrap()
+    }
+
+    /// One poll of the token endpoint with a device code.
+    pub async fn poll(&self, device_code: &str) -> reqwest::Response {
+        self.post_form(
+            "/oauth/token",
+            &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", device_code), ("client_id", "latchkey-cli")],
+        )
+        .await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
