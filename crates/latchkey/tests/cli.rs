@@ -94,3 +94,124 @@ fn operator_commands_then_serve_then_graceful_stop() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// Runs `latchkey <args>` against the test server, waiting for it to finish.
+async fn client_cmd(creds: &std::path::Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BIN).args(args).arg("--credentials").arg(creds).output().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_signs_in_as_a_new_device_then_whoami_and_logout() {
+    use tokio::io::AsyncBufReadExt;
+    let t = common::spawn_with(|s| s.device.interval_secs = 1).await;
+    t.register("ann@example.com").await;
+    let phone = common::s(&t.login("ann@example.com", "Phone").await, "access_token");
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("nested").join("credentials.json");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["device", "login", "--server", &t.base, "--credentials"])
+        .arg(&creds)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut code = None;
+    let mut printed = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        printed.push_str(&line);
+        printed.push('\n');
+        let l = line.trim();
+        if l.len() == 9 && l.as_bytes()[4] == b'-' && l.chars().all(|c| c == '-' || c.is_ascii_uppercase()) {
+            code = Some(l.to_owned());
+        }
+        if line.contains('█') || line.contains('▀') {
+            break;
+        }
+    }
+    let code = code.unwrap_or_else(|| panic!("no user code printed:\n{printed}"));
+    assert!(printed.contains(&format!("{}/device", t.base)), "{printed}");
+    let r = t
+        .post_json_auth("/api/v1/device-grants/approve", &phone, serde_json::json!({ "user_code": code, "device_name": "CI runner" }))
+        .await;
+    assert_eq!(r.status(), 200);
+    let rest = tokio::spawn(async move {
+        let mut out = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            out.push_str(&line);
+        }
+        out
+    });
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("the CLI finishes after approval").unwrap();
+    let out = rest.await.unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("Signed in as device"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "tokens are readable by the owner only");
+    }
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
+    let devices: Vec<serde_json::Value> = t.get_auth("/api/v1/devices", &phone).await.json().await.unwrap();
+    let cli = devices.iter().find(|d| d["id"] == saved["device_id"]).expect("the CLI is a device of the account");
+    assert_eq!(cli["name"], "CI runner");
+    assert_eq!(cli["authorized_by"], "device_code");
+
+    // whoami renews an expired access token with the refresh token and saves the new pair.
+    let mut stale = saved.clone();
+    stale["expires_at"] = serde_json::json!(0);
+    std::fs::write(&creds, stale.to_string()).unwrap();
+    let who = client_cmd(&creds, &["whoami"]).await;
+    assert!(who.status.success(), "{}", String::from_utf8_lossy(&who.stderr));
+    assert!(String::from_utf8_lossy(&who.stdout).contains("ann@example.com"));
+    let renewed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&creds).unwrap()).unwrap();
+    assert_ne!(renewed["refresh_token"], saved["refresh_token"], "rotated and saved");
+
+    let out = client_cmd(&creds, &["logout"]).await;
+    assert!(out.status.success());
+    assert!(!creds.exists(), "tokens forgotten");
+    assert_eq!(t.refresh(renewed["refresh_token"].as_str().unwrap()).await.status(), 400, "session revoked on the server");
+    let out = client_cmd(&creds, &["whoami"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed in"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pairs_with_a_code_from_a_signed_in_device() {
+    let t = common::spawn_with(|s| s.device.interval_secs = 1).await;
+    t.register("ann@example.com").await;
+    let laptop = t.login("ann@example.com", "Laptop").await;
+    let at = common::s(&laptop, "access_token");
+    let code: serde_json::Value = t.http.post(t.url("/api/v1/pairing-codes")).bearer_auth(&at).send().await.unwrap().json().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.json");
+    let child = tokio::process::Command::new(BIN)
+        .args(["device", "pair", "--server", &t.base, &common::s(&code, "code"), "--name", "Build server", "--credentials"])
+        .arg(&creds)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The laptop sees who joined, then allows it.
+    let id = common::s(&code, "id");
+    let mut joined = false;
+    for _ in 0..50 {
+        let st: serde_json::Value = t.get_auth(&format!("/api/v1/pairing-codes/{id}"), &at).await.json().await.unwrap();
+        if st["state"] == "pending" {
+            assert_eq!(st["requester"]["claimed_name"], "Build server");
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined);
+    let r = t.http.post(t.url(&format!("/api/v1/pairing-codes/{id}/approve"))).bearer_auth(&at).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let who = client_cmd(&creds, &["whoami"]).await;
+    assert!(String::from_utf8_lossy(&who.stdout).contains("ann@example.com"));
+}

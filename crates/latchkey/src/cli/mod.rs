@@ -1,4 +1,6 @@
-//! The `latchkey` command line: the server and the operator's tools.
+//! The `latchkey` command line: the server, the operator's tools, and the device side.
+
+mod device;
 
 use crate::app::App;
 use crate::clock::{Clock, SystemClock, rfc3339};
@@ -45,6 +47,10 @@ pub struct GlobalArgs {
     /// Log format: text or json.
     #[arg(long, global = true, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Where `device`, `whoami` and `logout` keep this device's tokens
+    /// (default $XDG_CONFIG_HOME/latchkey/credentials.json, else ~/.config/latchkey/credentials.json).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +86,17 @@ limits hit, with time, account, device, IP and User-Agent.\n\nExample:\n    latc
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Sign this machine in to a Latchkey server as a new device.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Show who the saved device tokens belong to (renewing them when needed).
+    #[command(long_about = "Show the account, device and session the saved tokens belong to. If the access token has \
+expired, it is renewed with the refresh token first (and the new tokens saved).\n\nExample:\n    latchkey whoami")]
+    Whoami,
+    /// Sign this device out: revoke its session on the server and forget the saved tokens.
+    #[command(long_about = "Revoke this device's session on the server (RFC 7009) and delete the saved tokens. \
+The device disappears from the account's device list.\n\nExample:\n    latchkey logout")]
+    Logout,
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,9 +153,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { listen } => *listen,
         _ => None,
     };
-    if let Command::Openapi = cli.command {
-        println!("{}", crate::http::openapi::spec().to_pretty_json()?);
-        return Ok(());
+    // The device side talks to a server over HTTP and needs no server configuration.
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::spec().to_pretty_json()?);
+            return Ok(());
+        }
+        Command::Device(cmd) => return device::run(cmd, cli.global.credentials).await,
+        Command::Whoami => return device::whoami(cli.global.credentials).await,
+        Command::Logout => return device::logout(cli.global.credentials).await,
+        _ => {}
     }
     let settings = Settings::load(cli.global.config.as_deref(), std::env::vars(), &cli.global.overrides(listen))?;
     crate::telemetry::init(&settings.log.format, &settings.log.level);
@@ -148,7 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(ClientCommand::Add { id, name, confidential }) => client_add(settings, &id, &name, confidential).await,
         Command::Keys(KeysCommand::Rotate) => keys_rotate(settings).await,
         Command::Audit { limit, json } => audit(settings, limit, json).await,
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Device(_) | Command::Whoami | Command::Logout => Ok(()),
     }
 }
 
