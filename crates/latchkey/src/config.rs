@@ -243,7 +243,9 @@ impl Settings {
                 continue;
             };
             let Some((section, field)) = rest.split_once("__") else {
-                anyhow::bail!("environment variable {key}: expected {ENV_PREFIX}SECTION__KEY");
+                // Not a setting (no SECTION__KEY shape); say so, since it may be a typo.
+                eprintln!("warning: ignoring environment variable {key}: settings are {ENV_PREFIX}SECTION__KEY");
+                continue;
             };
             let section = section.to_ascii_lowercase();
             let entry = root.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));

@@ -31,6 +31,9 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05
 /// How long the key cache may be stale; retired keys stay published this much longer.
 const CACHE_TTL: Duration = Duration::from_secs(30);
 const PUBLISH_MARGIN_SECS: i64 = 60;
+/// A new key is published this long before it signs anything, so verifiers that cache the
+/// JWKS (we let them, for 60 s) know it before they meet a token signed with it.
+pub const PUBLISH_LEAD_SECS: i64 = 90;
 
 struct Loaded {
     at: Instant,
@@ -101,17 +104,27 @@ impl KeyRing {
     pub async fn reload(&self, now: i64) -> Result<(), KeyError> {
         let rows = self.store.signing_keys().await?;
         let mut loaded = Loaded { at: Instant::now(), active: None, verify: HashMap::new(), jwks: JwkSet { keys: Vec::new() } };
+        // Rows come newest first. The signing key is the newest one published for at least
+        // PUBLISH_LEAD_SECS, or, on a fresh install, the only one there is.
+        let mut newest = None;
         for row in rows {
-            let published = row.retired_at.is_none_or(|r| r + self.access_ttl + PUBLISH_MARGIN_SECS > now);
+            // A retired key may still be signing for PUBLISH_LEAD_SECS (until its successor
+            // takes over), then its last token lives access_ttl more.
+            let published = row.retired_at.is_none_or(|r| r + PUBLISH_LEAD_SECS + self.access_ttl + PUBLISH_MARGIN_SECS > now);
             if !published {
                 continue;
             }
             let (enc, jwk) = key_pair(&row)?;
             loaded.verify.insert(row.kid.clone(), DecodingKey::from_jwk(&jwk)?);
             loaded.jwks.keys.push(jwk);
-            if row.retired_at.is_none() {
+            if loaded.active.is_none() && now - row.created_at >= PUBLISH_LEAD_SECS {
                 loaded.active = Some((row.kid.clone(), enc));
+            } else if newest.is_none() {
+                newest = Some((row.kid.clone(), enc));
             }
+        }
+        if loaded.active.is_none() {
+            loaded.active = newest;
         }
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
         Ok(())

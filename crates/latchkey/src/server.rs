@@ -20,16 +20,14 @@ impl Server {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let url = settings.database_url();
-        if url.starts_with("sqlite:") && settings.database.url.is_empty() {
-            std::fs::create_dir_all(&settings.server.data_dir)
-                .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", settings.server.data_dir.display()))?;
-        }
-        let store = crate::store::open(&url, settings.database.max_connections).await?;
+        let store = open_store(&settings, settings.database.max_connections).await?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
         let bound = listener.local_addr()?;
+        if settings.server.public_url.is_none() && !bound.ip().is_loopback() {
+            tracing::warn!(%bound, "listening beyond loopback without server.public_url: tokens name http://{bound} as issuer and browser forms will be refused; set server.public_url");
+        }
         let issuer = settings.public_url(bound);
         let events: Arc<dyn EventBus> = Arc::new(LocalEvents::default());
         let app = App::new(settings, store, events, clock, issuer).await?;
@@ -46,10 +44,63 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let sweeper = tokio::spawn(sweep_forever(self.state.app.clone()));
         let router = http::router(self.state);
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
+        sweeper.abort();
         Ok(())
     }
+}
+
+/// Housekeeping every five minutes; errors are logged and retried next round.
+async fn sweep_forever(app: Arc<App>) {
+    let keep_dead = 30 * 86_400;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        match app.store.sweep(app.now(), keep_dead).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "housekeeping"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}
+
+/// Opens the configured store. For the embedded SQLite database in the data directory, the
+/// directory is created owner-only and the database files are made owner-only: they hold the
+/// signing keys and server secrets.
+pub async fn open_store(settings: &Settings, max_connections: u32) -> anyhow::Result<crate::store::DynStore> {
+    let url = settings.database_url();
+    let embedded = url.starts_with("sqlite:") && settings.database.url.is_empty();
+    if embedded {
+        let dir = &settings.server.data_dir;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+            restrict(dir, 0o700);
+        }
+    }
+    let store = crate::store::open(&url, max_connections).await?;
+    if embedded {
+        for name in ["latchkey.db", "latchkey.db-wal", "latchkey.db-shm"] {
+            let p = settings.server.data_dir.join(name);
+            if p.exists() {
+                restrict(&p, 0o600);
+            }
+        }
+    }
+    Ok(store)
+}
+
+fn restrict(path: &std::path::Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot restrict permissions");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
 }
 
 /// Ctrl-C or SIGTERM.

@@ -70,6 +70,15 @@ fn operator_commands_then_serve_then_graceful_stop() {
     }
 
     assert!(dir.path().join("latchkey.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let fresh = tempfile::tempdir().unwrap();
+        let data = fresh.path().join("data");
+        assert!(latchkey(&data, &["keys", "rotate"]).output().unwrap().status.success());
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700, "a new data directory is owner-only");
+        assert_eq!(std::fs::metadata(data.join("latchkey.db")).unwrap().permissions().mode() & 0o777, 0o600, "the database holds keys");
+    }
     let mut server =
         latchkey(dir.path(), &["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();

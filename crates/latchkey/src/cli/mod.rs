@@ -58,7 +58,8 @@ pub enum Command {
     /// Run the server.
     #[command(long_about = "Run the server. With no configuration it listens on 127.0.0.1:8080, creates ./latchkey-data/latchkey.db \
 (SQLite, WAL), applies migrations, generates its Ed25519 signing key on first start, and prints where it listens. \
-Ctrl-C or SIGTERM stop it gracefully.\n\nExample:\n    latchkey serve --listen 0.0.0.0:8080 --data-dir /var/lib/latchkey")]
+Ctrl-C or SIGTERM stop it gracefully.\n\nBehind a reverse proxy, say where people reach it (the token issuer, and what makes cookies \
+Secure):\n    LATCHKEY_SERVER__PUBLIC_URL=https://auth.example.com latchkey serve --listen 0.0.0.0:8080 --data-dir /var/lib/latchkey")]
     Serve {
         /// Address and port to listen on (port 0 picks a free one).
         #[arg(long, value_name = "ADDR:PORT")]
@@ -121,7 +122,7 @@ pub enum ClientCommand {
 A confidential client (--confidential) gets a secret, printed once and stored only as a hash; it may use token introspection.\n\n\
 Example:\n    latchkey client add tv-app --name \"Living-room TV app\"")]
     Add {
-        /// The client_id: 1 to 64 of A-Z a-z 0-9 - _ .
+        /// The client_id: 1 to 64 letters, digits, dashes, underscores or dots.
         id: String,
         /// A name people will see when they approve this client.
         #[arg(long)]
@@ -187,11 +188,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// The app without a listener, for the operator's commands.
 async fn offline_app(settings: Settings) -> anyhow::Result<App> {
-    let url = settings.database_url();
-    if url.starts_with("sqlite:") && settings.database.url.is_empty() {
-        std::fs::create_dir_all(&settings.server.data_dir)?;
-    }
-    let store = crate::store::open(&url, 2).await?;
+    let store = crate::server::open_store(&settings, 2).await?;
     let issuer = settings.public_url(settings.server.listen);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     App::new(settings, store, Arc::new(LocalEvents::default()), clock, issuer).await

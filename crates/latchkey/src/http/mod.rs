@@ -34,7 +34,12 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
             let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+            // Histograms (not summaries) for latency, so instances can be aggregated.
+            let builder = builder
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()), &buckets)
+                .unwrap_or_else(|_| metrics_exporter_prometheus::PrometheusBuilder::new());
             let handle = match builder.install_recorder() {
                 Ok(h) => h,
                 // Another recorder is installed (an embedding program's): render ours unregistered.

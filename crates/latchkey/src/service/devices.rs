@@ -23,7 +23,7 @@ pub struct DeviceView {
 }
 
 pub async fn list(app: &App, caller: &Caller) -> AppResult<Vec<DeviceView>> {
-    let rows = app.store.devices_for_user(&caller.user_id).await?;
+    let rows = app.store.devices_for_user(&caller.user_id, app.now()).await?;
     Ok(rows
         .into_iter()
         .map(|d| DeviceView {

@@ -100,7 +100,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64) -> StoreResult<u64>;
     async fn count_live_sessions(&self, now: i64) -> StoreResult<i64>;
 
-    async fn devices_for_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>>;
+    /// The user's devices that are signed in (a live session) or remembered (trusted until
+    /// after `now`), most recently seen first.
+    async fn devices_for_user(&self, user_id: &str, now: i64) -> StoreResult<Vec<DeviceRow>>;
     /// Revokes the user's device and every session on it at once; false when there was no such
     /// live device of this user.
     async fn revoke_device(&self, user_id: &str, device_id: &str, now: i64) -> StoreResult<bool>;
@@ -148,6 +150,11 @@ pub trait Store: Send + Sync + 'static {
     /// Consumes a live pairing code and creates its pending approval, in one transaction.
     /// `approval` comes without user, scope and approver: the code supplies them.
     async fn redeem_pairing_code(&self, code_hmac: &[u8], approval: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>>;
+
+    /// Deletes what can no longer matter: expired codes and requests, stale limit counters, and
+    /// sessions (with their refresh tokens) dead for `keep_dead` seconds. Safe to run from
+    /// several instances at once: plain conditional deletes. Returns the rows deleted.
+    async fn sweep(&self, now: i64, keep_dead: i64) -> StoreResult<u64>;
 
     async fn record_audit(&self, event: &AuditRow) -> StoreResult<()>;
     async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>>;

@@ -279,13 +279,16 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn devices_for_user(&self, user_id: &str) -> StoreResult<Vec<DeviceRow>> {
+    async fn devices_for_user(&self, user_id: &str, now: i64) -> StoreResult<Vec<DeviceRow>> {
         Ok(sqlx::query_as(
             "SELECT id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, first_seen_at, \
-             last_seen_at, last_ip, trusted_until, revoked_at FROM devices WHERE user_id = ? AND revoked_at IS NULL \
+             last_seen_at, last_ip, trusted_until, revoked_at FROM devices d WHERE user_id = ? AND revoked_at IS NULL \
+             AND (trusted_until > ? OR EXISTS (SELECT 1 FROM sessions s WHERE s.device_id = d.id AND s.revoked_at IS NULL AND s.expires_at > ?)) \
              ORDER BY last_seen_at DESC",
         )
         .bind(user_id)
+        .bind(now)
+        .bind(now)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -533,6 +536,26 @@ impl Store for SqliteStore {
         .map_err(conflict_or)?;
         tx.commit().await?;
         Ok(Some(approval))
+    }
+
+    async fn sweep(&self, now: i64, keep_dead: i64) -> StoreResult<u64> {
+        let day = 86_400;
+        let statements: [(&'static str, i64); 6] = [
+            ("DELETE FROM rate_limits WHERE window_start < ?", now - 2 * day),
+            ("DELETE FROM login_failures WHERE last_failure_at < ?", now - day),
+            ("DELETE FROM pairing_codes WHERE expires_at < ?", now - day),
+            (
+                "DELETE FROM approvals WHERE expires_at < ? AND id NOT IN (SELECT approval_id FROM pairing_codes WHERE approval_id IS NOT NULL)",
+                now - day,
+            ),
+            ("DELETE FROM sessions WHERE COALESCE(revoked_at, expires_at) < ?", now - keep_dead),
+            ("DELETE FROM refresh_tokens WHERE superseded_at IS NOT NULL AND expires_at < ?", now - day),
+        ];
+        let mut deleted = 0;
+        for (sql, cutoff) in statements {
+            deleted += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn record_audit(&self, e: &AuditRow) -> StoreResult<()> {

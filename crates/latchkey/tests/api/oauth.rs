@@ -44,25 +44,42 @@ async fn access_tokens_verify_against_the_published_jwks() {
     assert_eq!(ttl, 600);
 }
 
+fn kid_of(token: &str) -> String {
+    let header: Value = serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn jwks_of(t: &TestApp) -> Value {
+    t.http.get(t.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
-async fn rotated_keys_stay_published_until_their_tokens_expire() {
+async fn rotated_keys_are_published_before_they_sign_and_until_their_tokens_expire() {
     let t = spawn().await;
     t.register("ann@example.com").await;
+    t.clock.advance(100);
     let old = t.login("ann@example.com", "Laptop").await;
+    let old_kid = kid_of(&s(&old, "access_token"));
     let new_kid = t.app.keys.rotate(t.app.now()).await.unwrap();
-    let new = t.login("ann@example.com", "Phone").await;
-    let jwks: Value = t.http.get(t.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    // The new key is in the JWKS at once, but signs only once caches have had time to see it.
+    let jwks = jwks_of(&t).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let during = t.login("ann@example.com", "Phone").await;
+    assert_eq!(kid_of(&s(&during, "access_token")), old_kid);
+    t.clock.advance(91);
+    t.app.keys.reload(t.app.now()).await.unwrap();
+    let new = t.login("ann@example.com", "Tablet").await;
+    assert_eq!(kid_of(&s(&new, "access_token")), new_kid);
+    let jwks = jwks_of(&t).await;
     verify_independently(&s(&old, "access_token"), &jwks);
     verify_independently(&s(&new, "access_token"), &jwks);
-    let header: Value = serde_json::from_slice(&B64.decode(s(&new, "access_token").split('.').next().unwrap()).unwrap()).unwrap();
-    assert_eq!(header["kid"], new_kid.as_str());
-    assert_eq!(t.get_auth("/api/v1/devices", &s(&old, "access_token")).await.status(), 200);
-    // Past the old key's last token (10 min + margin), it leaves the JWKS.
+    assert_eq!(t.get_auth("/api/v1/devices", &s(&new, "access_token")).await.status(), 200);
+    // Past the old key's last possible token (lead + 10 min + margin), it leaves the JWKS.
     t.clock.advance(600 + 61);
     t.app.keys.reload(t.app.now()).await.unwrap();
-    let jwks: Value = t.http.get(t.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks = jwks_of(&t).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(jwks["keys"][0]["kid"], new_kid.as_str());
 }
 
 #[tokio::test]

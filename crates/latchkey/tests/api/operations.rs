@@ -78,3 +78,20 @@ async fn login_form_needs_its_csrf_token_and_never_redirects_off_site() {
     let html = account.text().await.unwrap();
     assert!(html.contains("ann@example.com") && html.contains("this device"));
 }
+
+#[tokio::test]
+async fn housekeeping_sweeps_what_can_no_longer_matter() {
+    let t = spawn().await;
+    t.register("ann@example.com").await;
+    let v = t.login("ann@example.com", "Laptop").await;
+    t.device_authorization().await;
+    t.post_json("/api/v1/sessions", serde_json::json!({ "email": "nobody@example.com", "password": "wrong password" })).await;
+    t.http.delete(t.url("/api/v1/sessions/current")).bearer_auth(s(&v, "access_token")).send().await.unwrap();
+    assert_eq!(t.app.store.sweep(t.app.now(), 30 * 86_400).await.unwrap(), 0, "nothing is stale yet");
+    t.clock.advance(31 * 86_400);
+    assert!(t.app.store.sweep(t.app.now(), 30 * 86_400).await.unwrap() > 0);
+    for table in ["approvals", "rate_limits", "login_failures", "sessions", "refresh_tokens"] {
+        assert_eq!(t.count_rows(table).await, 0, "{table} swept");
+    }
+    assert!(t.count_rows("audit_events").await > 0, "the audit trail stays");
+}
