@@ -1,19 +1,33 @@
-//! The server-rendered pages in a real headless Chromium: `e2e/account.mjs` signs in at
-//! `/login`, finds this browser and a second device on `/account`, revokes the second one and
-//! checks it is gone. This test then checks from the API side that the revocation took.
+//! The server-rendered pages in a real headless Chromium, one Node script per walk:
+//!
+//! - `e2e/account.mjs` signs in at `/login`, finds this browser and a second device on
+//!   `/account`, revokes the second one and checks it is gone; this test then checks from the
+//!   API side that the revocation took.
+//! - `e2e/device.mjs` opens a device grant's `verification_uri_complete` on a phone-sized
+//!   screen, signs in on the way, confirms and approves the code with a device name; this test
+//!   checks that opening the link decided nothing, and that the device then gets its tokens.
+//! - `e2e/pair.mjs` shows a pairing code on `/pair`; this test types it as the new device, the
+//!   page shows who joined without a reload, the browser allows it, and the device gets tokens.
 //!
 //! Needs Chromium (`/usr/bin/chromium`, or `chromium` on `PATH`), Node and
-//! `e2e/node_modules/playwright-core` (`cd e2e && npm ci`). Without them the test prints
-//! `SKIPPED: …` and passes, unless `E2E_REQUIRED` is set, when it fails instead.
+//! `e2e/node_modules/playwright-core` (`cd e2e && npm ci`). Without them each test prints
+//! `SKIPPED: …` and passes, unless `E2E_REQUIRED` is set, when it fails instead. Screenshots go
+//! to `SCREENSHOT_DIR`, or `target/tmp/pages-screenshots/`.
 
 mod common;
 
-use common::{PASSWORD, s, spawn};
-use serde_json::Value;
+use common::{PASSWORD, TestApp, s, spawn, spawn_with};
+use serde_json::{Value, json};
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 const OTHER_DEVICE: &str = "Old phone";
+const TV_NAME: &str = "Browser-approved TV";
+const TABLET_NAME: &str = "Kitchen tablet";
 
 /// The whole browser run may take this long; Chromium's cold start is the slow part.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -35,14 +49,20 @@ fn chromium() -> Option<PathBuf> {
     on_path("chromium")
 }
 
-/// Everything the browser run needs, or why it cannot run.
+fn screenshot_dir() -> PathBuf {
+    std::env::var_os("SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages-screenshots"))
+}
+
+/// Everything one browser run needs, or why it cannot run.
 struct Tools {
     node: PathBuf,
     chromium: PathBuf,
     script: PathBuf,
 }
 
-fn tools() -> Result<Tools, String> {
+fn tools(script: &str) -> Result<Tools, String> {
     let e2e = e2e_dir();
     let mut missing = Vec::new();
     let chromium = chromium();
@@ -57,7 +77,7 @@ fn tools() -> Result<Tools, String> {
     if !playwright.is_dir() {
         missing.push(format!("{} is missing (cd e2e && npm ci)", playwright.display()));
     }
-    let script = e2e.join("account.mjs");
+    let script = e2e.join(script);
     if !script.is_file() {
         missing.push(format!("{} is missing", script.display()));
     }
@@ -68,22 +88,180 @@ fn tools() -> Result<Tools, String> {
 }
 
 /// `None` (after a loud notice) when the browser run cannot happen here and is not required.
-fn tools_or_skip() -> Option<Tools> {
-    match tools() {
+fn tools_or_skip(script: &str) -> Option<Tools> {
+    match tools(script) {
         Ok(t) => Some(t),
         Err(why) if std::env::var_os("E2E_REQUIRED").is_some() => {
-            panic!("E2E_REQUIRED is set but the browser test cannot run: {why}")
+            panic!("E2E_REQUIRED is set but the browser test e2e/{script} cannot run: {why}")
         }
         Err(why) => {
-            eprintln!("\n!!!!!!!! SKIPPED: browser page test not run: {why} !!!!!!!!\n");
+            eprintln!("\n!!!!!!!! SKIPPED: browser page test e2e/{script} not run: {why} !!!!!!!!\n");
             None
         }
     }
 }
 
+/// A running e2e script. Spawned, not run blocking: the server in this process keeps answering
+/// the browser. Its stdout is read line by line, so the test can act on what the script prints
+/// mid-run; its stderr is collected on the side. Killed if the test panics.
+struct Script {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: tokio::task::JoinHandle<String>,
+    /// Everything read from stdout so far.
+    seen: String,
+    started: Instant,
+    deadline: tokio::time::Instant,
+}
+
+impl Script {
+    fn start(tools: &Tools, t: &TestApp, env: &[(&str, &str)]) -> Script {
+        let name = format!("e2e/{}", tools.script.file_name().unwrap_or_default().to_string_lossy());
+        let mut child = tokio::process::Command::new(&tools.node)
+            .arg(&tools.script)
+            .current_dir(e2e_dir())
+            .env("BASE", &t.base)
+            .env("SCREENSHOT_DIR", screenshot_dir())
+            .env("CHROMIUM", &tools.chromium)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start node");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut err = child.stderr.take().expect("piped stderr");
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text).await;
+            text
+        });
+        Script {
+            name,
+            child,
+            stdin,
+            stdout,
+            stderr,
+            seen: String::new(),
+            started: Instant::now(),
+            deadline: tokio::time::Instant::now() + SCRIPT_TIMEOUT,
+        }
+    }
+
+    /// Stops the script and fails the test with everything it printed. Never returns; call it as
+    /// `match script.fail(…).await {}`.
+    async fn fail(mut self, why: &str) -> Infallible {
+        let _ = self.child.kill().await;
+        let stderr = self.stderr.await.unwrap_or_default();
+        panic!("{} {why} after {:.1}s\n--- stdout\n{}--- stderr\n{stderr}---", self.name, self.started.elapsed().as_secs_f64(), self.seen);
+    }
+
+    /// The next stdout line, `None` at the end; fails the test once the run is over time.
+    async fn next_line(&mut self) -> Result<Option<String>, String> {
+        match tokio::time::timeout_at(self.deadline, self.stdout.next_line()).await {
+            Err(_) => Err(format!("did not finish in {SCRIPT_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(format!("stdout unreadable: {e}")),
+            Ok(Ok(line)) => {
+                if let Some(l) = &line {
+                    self.seen.push_str(l);
+                    self.seen.push('\n');
+                }
+                Ok(line)
+            }
+        }
+    }
+
+    /// Reads stdout until a line starting with `prefix`; returns the rest of that line.
+    async fn wait_for_line(mut self, prefix: &str) -> (Script, String) {
+        loop {
+            match self.next_line().await {
+                Ok(Some(l)) => {
+                    if let Some(rest) = l.strip_prefix(prefix) {
+                        return (self, rest.trim().to_owned());
+                    }
+                }
+                Ok(None) => match self.fail(&format!("ended without printing {prefix}…")).await {},
+                Err(why) => match self.fail(&why).await {},
+            }
+        }
+    }
+
+    /// Sends one line to the script's stdin.
+    async fn say(mut self, line: &str) -> Script {
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(format!("{line}\n").as_bytes()).await.and(stdin.flush().await),
+            None => Ok(()),
+        };
+        match sent {
+            Ok(()) => self,
+            Err(e) => match self.fail(&format!("could not be told {line:?}: {e}")).await {},
+        }
+    }
+
+    /// Waits for the script to end and fails the test unless it exited 0.
+    async fn finish(mut self) {
+        drop(self.stdin.take());
+        loop {
+            match self.next_line().await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(why) => match self.fail(&why).await {},
+            }
+        }
+        let status = match tokio::time::timeout_at(self.deadline, self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => match self.fail(&format!("could not be waited for: {e}")).await {},
+            Err(_) => match self.fail(&format!("did not exit in {SCRIPT_TIMEOUT:?}")).await {},
+        };
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
+        eprintln!(
+            "{} took {:.1}s, {status}\n--- stdout\n{}--- stderr\n{stderr}---",
+            self.name,
+            self.started.elapsed().as_secs_f64(),
+            self.seen
+        );
+        assert!(status.success(), "{} failed ({status}):\n{}{stderr}", self.name, self.seen);
+    }
+}
+
+/// Polls the token endpoint as the new device, at least a second apart (the server runs these
+/// tests with a one-second interval), until it hands out tokens.
+async fn poll_for_tokens(t: &TestApp, device_code: &str) -> Value {
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = t.poll(device_code).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        if status == 200 {
+            for key in ["access_token", "refresh_token", "device_id"] {
+                assert!(body[key].is_string(), "no {key} in the token response {body}");
+            }
+            return body;
+        }
+        answers.push(format!("{status} {body}"));
+    }
+    panic!("no tokens after the browser approved; the token endpoint said: {}", answers.join(" | "))
+}
+
+/// The devices the new device's token sees: the one marked current, and the one that let it in.
+async fn new_device_and_approver(t: &TestApp, access_token: &str) -> (Value, Value) {
+    let r = t.get_auth("/api/v1/devices", access_token).await;
+    assert_eq!(r.status(), 200, "GET /api/v1/devices with the new device's token");
+    let devices: Vec<Value> = r.json().await.unwrap();
+    let current = devices.iter().find(|d| d["current"] == true).unwrap_or_else(|| panic!("no current device in {devices:?}")).clone();
+    let approver_id = current["approved_by_device"].as_str().unwrap_or_else(|| panic!("the new device has no approver: {current}"));
+    let approver = devices.iter().find(|d| d["id"] == approver_id).unwrap_or_else(|| panic!("approver {approver_id} not listed")).clone();
+    (current, approver)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_signs_in_and_revokes_another_device() {
-    let Some(tools) = tools_or_skip() else {
+    let Some(tools) = tools_or_skip("account.mjs") else {
         return;
     };
     let t = spawn().await;
@@ -94,34 +272,7 @@ async fn browser_signs_in_and_revokes_another_device() {
     let old_access = s(&old, "access_token");
     assert_eq!(t.get_auth("/api/v1/devices", &old_access).await.status(), 200, "the old device works before the browser revokes it");
 
-    let shots = std::env::var_os("SCREENSHOT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages-screenshots"));
-    let started = Instant::now();
-    // Spawned, not run blocking: the server in this process keeps answering the browser.
-    let child = tokio::process::Command::new(&tools.node)
-        .arg(&tools.script)
-        .current_dir(e2e_dir())
-        .env("BASE", &t.base)
-        .env("EMAIL", email)
-        .env("PASSWORD", PASSWORD)
-        .env("OTHER_DEVICE", OTHER_DEVICE)
-        .env("SCREENSHOT_DIR", &shots)
-        .env("CHROMIUM", &tools.chromium)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start node");
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("e2e/account.mjs did not finish in {SCRIPT_TIMEOUT:?}"))
-        .expect("wait for node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("e2e/account.mjs took {:.1}s, {}\n--- stdout\n{stdout}--- stderr\n{stderr}---", started.elapsed().as_secs_f64(), out.status);
-    assert!(out.status.success(), "e2e/account.mjs failed ({}):\n{stdout}{stderr}", out.status);
+    Script::start(&tools, &t, &[("EMAIL", email), ("PASSWORD", PASSWORD), ("OTHER_DEVICE", OTHER_DEVICE)]).finish().await;
 
     // The revocation the browser made holds for the API client on that device.
     let r = t.refresh(&old_refresh).await;
@@ -129,4 +280,82 @@ async fn browser_signs_in_and_revokes_another_device() {
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"], "invalid_grant", "{e}");
     assert_eq!(t.get_auth("/api/v1/devices", &old_access).await.status(), 401, "a revoked device's access token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_approves_a_device_code_from_its_link() {
+    let Some(tools) = tools_or_skip("device.mjs") else {
+        return;
+    };
+    let t = spawn_with(|s| s.device.interval_secs = 1).await;
+    let email = "tv-owner@example.com";
+    t.register(email).await;
+    let grant = t.device_authorization().await;
+    let (user_code, device_code, link) = (s(&grant, "user_code"), s(&grant, "device_code"), s(&grant, "verification_uri_complete"));
+
+    let script = Script::start(
+        &tools,
+        &t,
+        &[
+            ("EMAIL", email),
+            ("PASSWORD", PASSWORD),
+            ("VERIFICATION_URI_COMPLETE", &link),
+            ("USER_CODE", &user_code),
+            ("DEVICE_NAME", TV_NAME),
+            ("HANDSHAKE", "1"),
+        ],
+    );
+    // The browser has followed the link, signed in and sits on /device with the code filled in.
+    // None of that may decide anything: the request is still pending and bound to nobody.
+    let (script, _) = script.wait_for_line("FORM_SHOWN").await;
+    let r = t.poll(&device_code).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((status.as_u16(), &body["error"]), (400, &json!("authorization_pending")), "after opening the link: {body}");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.dir.join("latchkey.db").display())).await.unwrap();
+    let (state, bound): (String, bool) =
+        sqlx::query_as("SELECT status, user_id IS NOT NULL FROM approvals WHERE flow = 'device_code'").fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    assert_eq!((state.as_str(), bound), ("pending", false), "opening the link changed the request");
+    script.say("continue").await.finish().await;
+
+    let tokens = poll_for_tokens(&t, &device_code).await;
+    let access = s(&tokens, "access_token");
+    let (tv, approver) = new_device_and_approver(&t, &access).await;
+    assert_eq!(tv["name"], TV_NAME, "{tv}");
+    assert_eq!(tv["authorized_by"], "device_code", "{tv}");
+    assert_eq!(approver["authorized_by"], "password", "the browser that signed in approved it: {approver}");
+    let audit: Vec<Value> = t.get_auth("/api/v1/audit", &access).await.json().await.unwrap();
+    let kinds: Vec<&str> = audit.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "device_code_approved").count(), 1, "{kinds:?}");
+    assert!(!kinds.contains(&"device_code_wrong"), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_shows_a_pairing_code_and_allows_who_joined() {
+    let Some(tools) = tools_or_skip("pair.mjs") else {
+        return;
+    };
+    let t = spawn_with(|s| s.device.interval_secs = 1).await;
+    let email = "pairer@example.com";
+    t.register(email).await;
+
+    let script = Script::start(&tools, &t, &[("EMAIL", email), ("PASSWORD", PASSWORD), ("DEVICE_NAME", TABLET_NAME)]);
+    // The code is on the browser's screen; type it on the new device.
+    let (script, code) = script.wait_for_line("CODE=").await;
+    let r = t.post_json("/api/v1/pairing-codes/redeem", json!({ "code": code, "device": { "name": TABLET_NAME } })).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    if status != 200 {
+        match script.fail(&format!("showed {code}, which did not redeem: {status} {body}")).await {}
+    }
+    let device_code = s(&body, "device_code");
+    // The browser now sees who joined and allows it.
+    script.finish().await;
+
+    let tokens = poll_for_tokens(&t, &device_code).await;
+    let (tablet, approver) = new_device_and_approver(&t, &s(&tokens, "access_token")).await;
+    assert_eq!(tablet["name"], TABLET_NAME, "{tablet}");
+    assert_eq!(tablet["authorized_by"], "pairing", "{tablet}");
+    assert_eq!(approver["authorized_by"], "password", "the browser that showed the code allowed it: {approver}");
 }

@@ -79,11 +79,12 @@ struct CodeForm {
 }
 
 pub fn ago(secs: i64) -> String {
-    match secs {
-        s if s < 60 => format!("{s} seconds ago"),
-        s if s < 3600 => format!("{} minutes ago", s / 60),
-        s => format!("{} hours ago", s / 3600),
-    }
+    let (n, unit) = match secs {
+        s if s < 60 => (s, "second"),
+        s if s < 3600 => (s / 60, "minute"),
+        s => (s / 3600, "hour"),
+    };
+    if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") }
 }
 
 async fn device_confirm(

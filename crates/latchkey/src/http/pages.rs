@@ -302,7 +302,8 @@ struct MessagePage {
 }
 
 pub fn message(status: StatusCode, text: &str) -> Response {
-    (status, MessagePage { title: status.canonical_reason().unwrap_or("Error").into(), text: text.into() }).into_response()
+    let title = if status.is_success() { "Done" } else { status.canonical_reason().unwrap_or("Error") };
+    (status, MessagePage { title: title.into(), text: text.into() }).into_response()
 }
 
 async fn css() -> Response {
