@@ -25,6 +25,7 @@ pub struct App {
     pub issuer: String,
     /// Whether cookies carry `Secure` (and so may use the `__Host-` prefix).
     pub secure_cookies: bool,
+    pub clients: crate::service::clients::ClientCache,
 }
 
 impl App {
@@ -42,7 +43,19 @@ impl App {
         let code_key = store.secret_or_insert("code_hmac_key", &secret::random_bytes::<32>()).await?;
         let passwords = PasswordHasher::new(&settings.passwords)?;
         let secure_cookies = !is_plain_http_loopback(&issuer);
-        Ok(Self { settings, store, keys, passwords, events, clock, refresh_key, code_key, issuer, secure_cookies })
+        Ok(Self {
+            settings,
+            store,
+            keys,
+            passwords,
+            events,
+            clock,
+            refresh_key,
+            code_key,
+            issuer,
+            secure_cookies,
+            clients: Default::default(),
+        })
     }
 
     pub fn now(&self) -> i64 {

@@ -56,7 +56,7 @@ pub struct RequesterFacts {
 
 pub async fn facts(app: &App, a: &ApprovalRow) -> AppResult<RequesterFacts> {
     let now = app.now();
-    let client_name = app.store.client(&a.client_id).await?.map(|c| c.name).unwrap_or_else(|| a.client_id.clone());
+    let client_name = clients::lookup(app, &a.client_id).await?.map(|c| c.name).unwrap_or_else(|| a.client_id.clone());
     let ua = user_agent::parse(&a.requester_ua);
     Ok(RequesterFacts {
         client_id: a.client_id.clone(),

@@ -38,10 +38,14 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
         return Err(AppError::InvalidScope("scope must not be empty".into()));
     }
 
+    // Take a place in the hashing queue first: when it is full, refuse at once, before any
+    // database work, so an overload is answered in microseconds rather than queued.
+    let slot = app.passwords.reserve()?;
     limits::check(app, &format!("login:ip:{}", meta.ip), lim.login_per_ip_per_minute, 60, meta).await?;
     let now = app.now();
     let throttle_key = format!("login:{}", email.as_str());
-    if let Some((failures, last)) = app.store.login_failures(&throttle_key).await?
+    let failures = app.store.login_failures(&throttle_key).await?;
+    if let Some((failures, last)) = failures
         && let Some(wait) = policy::login_retry_after(failures, last, now, lim.login_free_failures, lim.login_max_delay_secs)
     {
         metrics::counter!("latchkey_logins_total", "result" => "throttled").increment(1);
@@ -53,7 +57,7 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     let user = app.store.user_by_email(email.as_str()).await?;
     let ok = app
         .passwords
-        .verify(user.as_ref().map(|u| u.id.as_str()), &password, user.as_ref().and_then(|u| u.password_hash.as_deref()))
+        .verify(slot, user.as_ref().map(|u| u.id.as_str()), &password, user.as_ref().and_then(|u| u.password_hash.as_deref()))
         .await?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
@@ -68,7 +72,9 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
             return Err(AppError::InvalidCredentials);
         }
     };
-    app.store.clear_login_failures(&throttle_key).await?;
+    if failures.is_some() {
+        app.store.clear_login_failures(&throttle_key).await?;
+    }
     let opened = sessions::open(
         app,
         NewSession {

@@ -36,10 +36,35 @@ pub async fn create(app: &App, id: &str, name: &str, confidential: bool) -> AppR
 /// Identifies the calling client. A confidential client must prove its secret; a public client
 /// must not send one it does not have. Unknown clients and wrong secrets look the same.
 pub async fn authenticate(app: &App, client_id: &str, secret_given: Option<&str>) -> AppResult<ClientRow> {
-    let client = app.store.client(client_id).await?.ok_or(AppError::InvalidClient)?;
+    let client = lookup(app, client_id).await?.ok_or(AppError::InvalidClient)?;
     match (&client.secret_hash, secret_given) {
         (None, None) => Ok(client),
         (Some(hash), Some(given)) if secret::ct_eq(hash, &secret::token_hash(given)) => Ok(client),
         _ => Err(AppError::InvalidClient),
     }
+}
+
+/// Clients change only by operator command, so a lookup may be a few seconds stale; this takes
+/// a read off every token request.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Default)]
+pub struct ClientCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<ClientRow>)>>,
+}
+
+pub async fn lookup(app: &App, client_id: &str) -> AppResult<Option<ClientRow>> {
+    if let Some((at, row)) = app.clients.entries.lock().unwrap_or_else(|p| p.into_inner()).get(client_id)
+        && at.elapsed() < CACHE_TTL
+    {
+        return Ok(row.clone());
+    }
+    let row = app.store.client(client_id).await?;
+    let mut entries = app.clients.entries.lock().unwrap_or_else(|p| p.into_inner());
+    // Unknown ids are cached too (attackers may send many): bound the map.
+    if entries.len() > 10_000 {
+        entries.clear();
+    }
+    entries.insert(client_id.to_owned(), (std::time::Instant::now(), row.clone()));
+    Ok(row)
 }

@@ -6,8 +6,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Two pools over one database: readers in parallel, and exactly one writer connection, so
+/// writers queue fairly in the process instead of sleeping in SQLite's busy handler (which
+/// wakes by timer, not when the lock frees, and wasted most of a core under load).
 pub struct SqliteStore {
-    pool: SqlitePool,
+    read: SqlitePool,
+    write: SqlitePool,
 }
 
 const SESSION_COLS: &str =
@@ -115,20 +119,21 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts.read_only(true)).await?;
+        Ok(Self { read, write })
     }
 
     async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
@@ -136,14 +141,14 @@ impl Store for SqliteStore {
         sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(fresh)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?").bind(name).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?").bind(name).fetch_one(&self.write).await?)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
         Ok(sqlx::query_as("SELECT kid, seed, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?)
     }
 
@@ -169,7 +174,7 @@ impl Store for SqliteStore {
         .bind(&key.kid)
         .bind(&key.seed)
         .bind(key.created_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -180,7 +185,7 @@ impl Store for SqliteStore {
             .bind(&u.email)
             .bind(&u.password_hash)
             .bind(u.created_at)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(conflict_or)?;
         Ok(())
@@ -189,14 +194,14 @@ impl Store for SqliteStore {
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
         Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = ?")
             .bind(email)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?)
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRow>> {
         Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?)
     }
 
@@ -206,14 +211,14 @@ impl Store for SqliteStore {
             .bind(&c.name)
             .bind(&c.secret_hash)
             .bind(c.created_at)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(conflict_or)?;
         Ok(())
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
-        Ok(sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?").bind(id).fetch_optional(&self.read).await?)
     }
 
     async fn create_session(&self, d: &DeviceRow, s: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()> {
@@ -226,14 +231,14 @@ impl Store for SqliteStore {
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?")))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?)
     }
 
     async fn session_by_web_token(&self, hash: &[u8]) -> StoreResult<Option<SessionRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions WHERE web_token_hash = ?")))
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?)
     }
 
@@ -255,7 +260,7 @@ impl Store for SqliteStore {
             .bind(now)
             .bind(reason)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -267,7 +272,7 @@ impl Store for SqliteStore {
                 .bind(reason)
                 .bind(user_id)
                 .bind(except)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await?;
         Ok(r.rows_affected())
     }
@@ -275,7 +280,7 @@ impl Store for SqliteStore {
     async fn count_live_sessions(&self, now: i64) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ?")
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?)
     }
 
@@ -289,7 +294,7 @@ impl Store for SqliteStore {
         .bind(user_id)
         .bind(now)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?)
     }
 
@@ -367,7 +372,7 @@ impl Store for SqliteStore {
             "SELECT hash, session_id, client_id, created_at, expires_at, superseded_at, successor_hash FROM refresh_tokens WHERE hash = ?",
         )
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?)
     }
 
@@ -385,7 +390,7 @@ impl Store for SqliteStore {
             .bind(cap_total)
             .bind(now)
             .bind(cap_total)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(conflict_or)?;
         Ok(if r.rows_affected() == 1 { Created::Yes } else { Created::CapReached })
@@ -394,14 +399,14 @@ impl Store for SqliteStore {
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?")))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?)
     }
 
     async fn approval_by_user_code(&self, hmac: &[u8]) -> StoreResult<Option<ApprovalRow>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE user_code_hmac = ?")))
             .bind(hmac)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?)
     }
 
@@ -421,7 +426,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(device_code_hash)
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.write)
         .await?)
     }
 
@@ -444,14 +449,14 @@ impl Store for SqliteStore {
             DecideBy::UserCode(_) => q.bind(key).bind(d.user_id),
             DecideBy::Pairing { approval_id } => q.bind(approval_id).bind(d.user_id).bind(d.device_id),
         };
-        Ok(q.bind(now).fetch_optional(&self.pool).await?)
+        Ok(q.bind(now).fetch_optional(&self.write).await?)
     }
 
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()> {
         sqlx::query("UPDATE approvals SET status = 'denied', decided_at = ? WHERE id = ? AND status IN ('pending', 'approved')")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -509,7 +514,7 @@ impl Store for SqliteStore {
             "SELECT id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at, redeemed_at, approval_id FROM pairing_codes WHERE id = ?",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?)
     }
 
@@ -553,7 +558,7 @@ impl Store for SqliteStore {
         ];
         let mut deleted = 0;
         for (sql, cutoff) in statements {
-            deleted += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
+            deleted += sqlx::query(sql).bind(cutoff).execute(&self.write).await?.rows_affected();
         }
         Ok(deleted)
     }
@@ -567,7 +572,7 @@ impl Store for SqliteStore {
             .bind(&e.ip)
             .bind(&e.user_agent)
             .bind(&e.detail)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -578,14 +583,14 @@ impl Store for SqliteStore {
         )
         .bind(user_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?)
     }
 
     async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>> {
         Ok(sqlx::query_as("SELECT id, at, kind, user_id, device_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT ?")
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?)
     }
 
@@ -604,7 +609,7 @@ impl Store for SqliteStore {
         .bind(key)
         .bind(start)
         .bind(window)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.write)
         .await?;
         Ok(WindowCounts { current, previous })
     }
@@ -614,7 +619,7 @@ impl Store for SqliteStore {
         let start = now - now.rem_euclid(window);
         let row: Option<(i64, i64, i64)> = sqlx::query_as("SELECT window_start, count, prev_count FROM rate_limits WHERE key = ?")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         Ok(match row {
             Some((ws, count, prev)) if ws == start => WindowCounts { current: count, previous: prev },
@@ -626,7 +631,7 @@ impl Store for SqliteStore {
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {
         let row: Option<(i64, i64)> = sqlx::query_as("SELECT failures, last_failure_at FROM login_failures WHERE key = ?")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         Ok(row.map(|(f, at)| (u32::try_from(f).unwrap_or(u32::MAX), at)))
     }
@@ -638,13 +643,13 @@ impl Store for SqliteStore {
         )
         .bind(key)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
 
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?").bind(key).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM login_failures WHERE key = ?").bind(key).execute(&self.write).await?;
         Ok(())
     }
 }

@@ -56,6 +56,9 @@ async fn password_hash_is_bound_to_the_user_id() {
     assert!(hash.starts_with("$argon2id$"), "argon2id PHC string: {hash}");
     assert!(!hash.contains(PASSWORD));
     let pw = latchkey::domain::Password::for_login(PASSWORD.into()).unwrap();
-    assert!(t.app.passwords.verify(Some(&a.id), &pw, Some(&hash)).await.unwrap());
-    assert!(!t.app.passwords.verify(Some(&b.id), &pw, Some(&hash)).await.unwrap(), "a's hash planted on b's row must not verify");
+    assert!(t.app.passwords.verify(t.app.passwords.reserve().unwrap(), Some(&a.id), &pw, Some(&hash)).await.unwrap());
+    assert!(
+        !t.app.passwords.verify(t.app.passwords.reserve().unwrap(), Some(&b.id), &pw, Some(&hash)).await.unwrap(),
+        "a's hash planted on b's row must not verify"
+    );
 }
