@@ -21,6 +21,9 @@ pub struct App {
     pub refresh_key: Vec<u8>,
     /// Key for the HMAC under which human codes (user codes, pairing codes) are stored.
     pub code_key: Vec<u8>,
+    /// Key sealing TOTP secrets at rest.
+    pub mfa_key: [u8; 32],
+    pub mailer: crate::mail::Mailer,
     /// The public base URL and token issuer.
     pub issuer: String,
     /// Whether cookies carry `Secure` (and so may use the `__Host-` prefix).
@@ -41,6 +44,12 @@ impl App {
         keys.init(now).await?;
         let refresh_key = store.secret_or_insert("refresh_successor_key", &secret::random_bytes::<32>()).await?;
         let code_key = store.secret_or_insert("code_hmac_key", &secret::random_bytes::<32>()).await?;
+        let mfa_key: [u8; 32] = store
+            .secret_or_insert("mfa_seal_key", &secret::random_bytes::<32>())
+            .await?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("stored mfa_seal_key is not 32 bytes"))?;
+        let mailer = crate::mail::Mailer::new(&settings.mail, &settings.server.data_dir)?;
         let passwords = PasswordHasher::new(&settings.passwords)?;
         let secure_cookies = !is_plain_http_loopback(&issuer);
         Ok(Self {
@@ -52,6 +61,8 @@ impl App {
             clock,
             refresh_key,
             code_key,
+            mfa_key,
+            mailer,
             issuer,
             secure_cookies,
             clients: Default::default(),

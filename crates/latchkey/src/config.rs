@@ -15,7 +15,48 @@ pub struct Settings {
     pub accounts: AccountSettings,
     pub limits: LimitSettings,
     pub device: DeviceSettings,
+    pub mfa: MfaSettings,
+    pub mail: MailSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MfaSettings {
+    /// How long "remember this device" lasts, in days (absolute; using it does not extend it).
+    pub remember_days: u64,
+    /// The issuer name authenticator apps show next to the account.
+    pub totp_issuer: String,
+    /// Lifetime of an e-mailed code, in seconds.
+    pub email_code_ttl_secs: u64,
+    /// The shortest time between two e-mailed codes for one account and purpose, in seconds.
+    pub email_resend_secs: u64,
+    /// Lifetime of the token between the password step and the second factor, in seconds (at most 300).
+    pub mfa_token_ttl_secs: u64,
+    /// Changing second factors needs a sign-in at most this many seconds old.
+    pub recent_auth_secs: u64,
+}
+
+impl Default for MfaSettings {
+    fn default() -> Self {
+        Settings::default().mfa
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// `smtp://host:port` (plain, or STARTTLS with `?tls=required`) or `smtps://user:pass@host:465`.
+    /// Empty: mails are written to the log and as .eml files under `<data_dir>/mail`.
+    pub smtp_url: String,
+    /// The sender, e.g. `Latchkey <no-reply@example.com>`.
+    pub from: String,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Settings::default().mail
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +211,15 @@ impl Default for Settings {
                 code_failures_per_ip: 20,
                 code_failures_global_per_minute: 600,
             },
+            mfa: MfaSettings {
+                remember_days: 30,
+                totp_issuer: "Latchkey".into(),
+                email_code_ttl_secs: 600,
+                email_resend_secs: 30,
+                mfa_token_ttl_secs: 300,
+                recent_auth_secs: 600,
+            },
+            mail: MailSettings { smtp_url: String::new(), from: "Latchkey <latchkey@localhost>".into() },
             log: LogSettings { format: "text".into(), level: "info".into() },
         }
     }
@@ -287,6 +337,9 @@ impl Settings {
         anyhow::ensure!((60..=1800).contains(&self.device.code_ttl_secs), "device.code_ttl_secs must be between 60 and 1800");
         anyhow::ensure!((1..=60).contains(&self.device.interval_secs), "device.interval_secs must be between 1 and 60");
         anyhow::ensure!((30..=300).contains(&self.device.pairing_ttl_secs), "device.pairing_ttl_secs must be between 30 and 300");
+        anyhow::ensure!((1..=365).contains(&self.mfa.remember_days), "mfa.remember_days must be between 1 and 365");
+        anyhow::ensure!((30..=300).contains(&self.mfa.mfa_token_ttl_secs), "mfa.mfa_token_ttl_secs must be between 30 and 300");
+        anyhow::ensure!((60..=600).contains(&self.mfa.email_code_ttl_secs), "mfa.email_code_ttl_secs must be between 60 and 600");
         crate::domain::Scope::parse(&self.tokens.default_scope).map_err(|e| anyhow::anyhow!("tokens.default_scope: {e}"))?;
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod passwords;
 pub mod server;
 pub mod service;

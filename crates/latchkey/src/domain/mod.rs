@@ -7,7 +7,9 @@ pub mod email;
 pub mod password;
 pub mod policy;
 pub mod scope;
+pub mod sealed;
 pub mod secret;
+pub mod totp;
 pub mod user_agent;
 
 pub use email::Email;

@@ -7,8 +7,9 @@ use crate::app::ClientMeta;
 use crate::clock::rfc3339;
 use crate::domain::device::DeviceInput;
 use crate::service::accounts;
-use crate::service::auth::{self, PasswordLogin};
+use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::devices::{self, DeviceView};
+use crate::service::mfa::{MfaRequired, Signed};
 use crate::service::sessions::{self, TokenResponse};
 use axum::Json;
 use axum::Router;
@@ -68,17 +69,34 @@ pub struct LoginRequest {
     /// Only for confidential clients.
     pub client_secret: Option<String>,
     pub scope: Option<String>,
+    /// From an earlier "remember this device": skips the second factor for its own user.
+    pub device_trust_token: Option<String>,
 }
 
-/// Sign in with e-mail and password; answers tokens for a new device session.
+/// Tokens, or (when the account has a second factor) the token for the second step.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Tokens(TokenResponse),
+    Mfa(MfaRequired),
+}
+
+pub fn tokens_of(signed: Signed) -> Result<TokenResponse, ApiError> {
+    let mut tokens = signed.opened.tokens.ok_or_else(|| anyhow::anyhow!("API session without tokens"))?;
+    tokens.device_trust_token = signed.trust_token;
+    Ok(tokens)
+}
+
+/// Sign in with e-mail and password; answers tokens for a new device session, or
+/// `{mfa_required, mfa_token, methods}` when a second factor is owed.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "wrong e-mail or password (the same answer for both)"),
+    responses((status = 200, body = LoginResponse), (status = 401, description = "wrong e-mail or password (the same answer for both)"),
         (status = 429, description = "too many attempts; see Retry-After"), (status = 503, description = "overloaded; see Retry-After")))]
 pub async fn login(
     State(s): State<AppState>,
     meta: ClientMeta,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Json<LoginResponse>, ApiError> {
     let opened = auth::password_login(
         &s.app,
         PasswordLogin {
@@ -89,12 +107,15 @@ pub async fn login(
             client_secret: req.client_secret,
             scope: req.scope,
             web: false,
+            device_trust_token: req.device_trust_token,
         },
         &meta,
     )
     .await?;
-    let tokens = opened.tokens.ok_or_else(|| anyhow::anyhow!("API session without tokens"))?;
-    Ok(Json(tokens))
+    Ok(Json(match opened {
+        LoginOutcome::Signed(signed) => LoginResponse::Tokens(tokens_of(signed)?),
+        LoginOutcome::MfaRequired(m) => LoginResponse::Mfa(m),
+    }))
 }
 
 /// Log out: ends the session of this access token.

@@ -5,6 +5,8 @@ pub mod device_pages;
 pub mod devices_api;
 pub mod error;
 pub mod extract;
+pub mod mfa_api;
+pub mod mfa_pages;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
@@ -63,6 +65,8 @@ pub fn router(state: AppState) -> Router {
     let s = &state.app.settings.server;
     let mut router = Router::new()
         .merge(api::router())
+        .merge(mfa_api::router())
+        .merge(mfa_pages::router())
         .merge(devices_api::router())
         .merge(device_pages::router())
         .merge(oauth::router())

@@ -9,13 +9,15 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::api::register, super::api::login, super::api::logout, super::api::logout_everywhere, super::api::me,
         super::api::list_devices, super::api::revoke_device, super::api::audit,
+        super::mfa_api::verify, super::mfa_api::send_email_code, super::mfa_api::start_totp, super::mfa_api::confirm_totp, super::mfa_api::disable_totp,
+        super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password,
         super::devices_api::approve_user_code, super::devices_api::deny_user_code, super::devices_api::create_pairing_code,
         super::devices_api::redeem_pairing_code, super::devices_api::pairing_status, super::devices_api::approve_pairing, super::devices_api::deny_pairing,
         super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
         super::ops::healthz, super::ops::readyz,
     ),
     modifiers(&BearerAuth),
-    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "audit"), (name = "oauth"), (name = "operations"))
+    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "audit"), (name = "oauth"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

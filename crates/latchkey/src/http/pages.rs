@@ -6,7 +6,7 @@ use super::AppState;
 use crate::app::{AppError, ClientMeta};
 use crate::clock::rfc3339;
 use crate::domain::secret;
-use crate::service::auth::{self, PasswordLogin};
+use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::devices::{self, DeviceView};
 use crate::service::sessions::{self, Caller};
 use askama::Template;
@@ -34,17 +34,21 @@ pub fn router() -> Router<AppState> {
 pub struct CookieNames {
     pub session: &'static str,
     pub csrf: &'static str,
+    /// The pending second step of a login (the mfa_token).
+    pub mfa: &'static str,
+    /// "Remember this device": survives logout, on purpose.
+    pub trust: &'static str,
 }
 
 pub fn cookie_names(secure: bool) -> CookieNames {
     if secure {
-        CookieNames { session: "__Host-lk_session", csrf: "__Host-lk_csrf" }
+        CookieNames { session: "__Host-lk_session", csrf: "__Host-lk_csrf", mfa: "__Host-lk_mfa", trust: "__Host-lk_trust" }
     } else {
-        CookieNames { session: "lk_session", csrf: "lk_csrf" }
+        CookieNames { session: "lk_session", csrf: "lk_csrf", mfa: "lk_mfa", trust: "lk_trust" }
     }
 }
 
-fn cookie(name: &'static str, value: String, secure: bool, max_age_secs: i64) -> Cookie<'static> {
+pub(super) fn cookie(name: &'static str, value: String, secure: bool, max_age_secs: i64) -> Cookie<'static> {
     Cookie::build((name, value))
         .path("/")
         .http_only(true)
@@ -112,7 +116,7 @@ fn urlencode(s: &str) -> String {
 
 /// Only a local absolute path is a valid place to return to: no scheme, no `//host`, no
 /// backslash tricks. Anything else goes to `/account`.
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -165,6 +169,8 @@ async fn login_submit(
         return csrf_refused();
     }
     let next = safe_next(f.next.as_deref());
+    let names = cookie_names(s.app.secure_cookies);
+    let trust = jar.get(names.trust).map(|c| c.value().to_owned());
     let req = PasswordLogin {
         email: f.email.clone(),
         password: f.password,
@@ -173,13 +179,22 @@ async fn login_submit(
         client_secret: None,
         scope: None,
         web: true,
+        device_trust_token: trust,
     };
     match auth::password_login(&s.app, req, &meta).await {
-        Ok(opened) => {
-            let names = cookie_names(s.app.secure_cookies);
-            let max_age = opened.session.expires_at - opened.session.created_at;
-            let token = opened.web_token.unwrap_or_default();
-            (jar.add(cookie(names.session, token, s.app.secure_cookies, max_age)), Redirect::to(&next)).into_response()
+        Ok(LoginOutcome::Signed(signed)) => {
+            let secure = s.app.secure_cookies;
+            let max_age = signed.opened.session.expires_at - signed.opened.session.created_at;
+            let token = signed.opened.web_token.unwrap_or_default();
+            let mut jar = jar.add(cookie(names.session, token, secure, max_age));
+            if let Some(t) = signed.trust_token {
+                jar = jar.add(cookie(names.trust, t, secure, s.app.settings.mfa.remember_days as i64 * 86_400));
+            }
+            (jar, Redirect::to(&next)).into_response()
+        }
+        Ok(LoginOutcome::MfaRequired(m)) => {
+            let jar = jar.add(cookie(names.mfa, m.mfa_token, s.app.secure_cookies, m.expires_in as i64));
+            (jar, Redirect::to(&format!("/mfa?next={}", urlencode(&next)))).into_response()
         }
         Err(e) => {
             let (status, text) = match &e {

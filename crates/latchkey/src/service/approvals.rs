@@ -177,6 +177,7 @@ async fn collect(app: &App, a: &ApprovalRow, meta: &ClientMeta) -> AppResult<Tok
             authorized_by,
             approved_by_device: Some(approver.clone()),
             web: false,
+            existing_device: None,
         },
         meta,
     );

@@ -27,6 +27,13 @@ pub enum AuditKind {
     PairingCodeWrong,
     PairingApproved,
     PairingDenied,
+    MfaFailed,
+    MfaSucceeded,
+    MfaChanged,
+    MfaSkippedTrustedDevice,
+    DeviceRemembered,
+    TrustRevoked,
+    PasswordChanged,
 }
 
 impl AuditKind {
@@ -53,6 +60,13 @@ impl AuditKind {
             Self::PairingCodeWrong => "pairing_code_wrong",
             Self::PairingApproved => "pairing_approved",
             Self::PairingDenied => "pairing_denied",
+            Self::MfaFailed => "mfa_failed",
+            Self::MfaSucceeded => "mfa_succeeded",
+            Self::MfaChanged => "mfa_changed",
+            Self::MfaSkippedTrustedDevice => "mfa_skipped_trusted_device",
+            Self::DeviceRemembered => "device_remembered",
+            Self::TrustRevoked => "trust_revoked",
+            Self::PasswordChanged => "password_changed",
         }
     }
 }

@@ -3,7 +3,8 @@
 use super::audit::{Audit, AuditKind};
 use super::clients::{self, CLI_CLIENT, WEB_CLIENT};
 use super::limits;
-use super::sessions::{self, AuthorizedBy, NewSession, Opened};
+use super::mfa::{self, MfaRequired, Signed};
+use super::sessions::{self, AuthorizedBy, NewSession};
 use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::device::{DeviceFacts, DeviceInput};
 use crate::domain::{Email, Password, Scope, policy};
@@ -17,9 +18,16 @@ pub struct PasswordLogin {
     pub scope: Option<String>,
     /// A browser login through `/login` (cookie session) rather than the API (tokens).
     pub web: bool,
+    /// From "remember this device": skips the second factor for its own user.
+    pub device_trust_token: Option<String>,
 }
 
-pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) -> AppResult<Opened> {
+pub enum LoginOutcome {
+    Signed(Signed),
+    MfaRequired(MfaRequired),
+}
+
+pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) -> AppResult<LoginOutcome> {
     let lim = &app.settings.limits;
     // Parse everything before spending any work; a malformed e-mail is a 4xx that reveals nothing.
     let email = Email::parse(&req.email)?;
@@ -75,17 +83,42 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     if failures.is_some() {
         app.store.clear_login_failures(&throttle_key).await?;
     }
+    let mut existing_device = None;
+    let mut trust_token = None;
+    let mut amr = vec!["pwd"];
+    let methods = mfa::methods(app, &user.id).await?;
+    if !methods.is_empty() {
+        match req.device_trust_token.as_deref() {
+            Some(t) if let Some((device_id, next)) = mfa::use_trust(app, &user.id, t, meta).await? => {
+                Audit::new(AuditKind::MfaSkippedTrustedDevice).user(&user.id).device(&device_id).meta(meta).record(app).await?;
+                existing_device = Some(device_id);
+                trust_token = Some(next);
+                amr.push("trusted_device");
+            }
+            _ => {
+                let required = mfa::start(app, &user, &client_id, &scope.to_string(), req.device.as_ref(), req.web, meta, methods).await?;
+                Audit::new(AuditKind::LoginSucceeded)
+                    .user(&user.id)
+                    .meta(meta)
+                    .detail(serde_json::json!({ "method": "password", "second_factor": "required" }))
+                    .record(app)
+                    .await?;
+                return Ok(LoginOutcome::MfaRequired(required));
+            }
+        }
+    }
     let opened = sessions::open(
         app,
         NewSession {
             user_id: &user.id,
             client_id: &client_id,
             scope: scope.to_string(),
-            amr: vec!["pwd"],
+            amr,
             device,
             authorized_by: AuthorizedBy::Password,
             approved_by_device: None,
             web: req.web,
+            existing_device,
         },
         meta,
     )
@@ -98,5 +131,5 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
         .detail(serde_json::json!({ "method": "password", "client_id": client_id }))
         .record(app)
         .await?;
-    Ok(opened)
+    Ok(LoginOutcome::Signed(Signed { opened, trust_token }))
 }

@@ -9,6 +9,8 @@ pub mod clients;
 pub mod device_grant;
 pub mod devices;
 pub mod limits;
+pub mod mfa;
 pub mod pairing;
+pub mod password;
 pub mod sessions;
 pub mod tokens;

@@ -36,6 +36,8 @@ pub struct NewSession<'a> {
     pub approved_by_device: Option<String>,
     /// A browser session (cookie) rather than an API session (refresh token).
     pub web: bool,
+    /// Sign in on a device already on record (a remembered one) instead of adding a new one.
+    pub existing_device: Option<String>,
 }
 
 /// Tokens for an API client, in the shape of RFC 6749 §5.1.
@@ -47,6 +49,9 @@ pub struct TokenResponse {
     pub refresh_token: String,
     pub scope: String,
     pub device_id: String,
+    /// With "remember this device": the token that skips the second factor next time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_trust_token: Option<String>,
 }
 
 pub struct Opened {
@@ -64,13 +69,15 @@ pub struct Built {
     pub session: SessionRow,
     pub refresh: Option<(String, RefreshTokenRow)>,
     pub web_token: Option<String>,
+    pub new_device: bool,
 }
 
 pub fn build(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> Built {
     let now = app.now();
     let t = &app.settings.tokens;
+    let new_device = n.existing_device.is_none();
     let device = DeviceRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: n.existing_device.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
         user_id: n.user_id.into(),
         name: n.device.name,
         kind: n.device.kind.as_str().into(),
@@ -113,21 +120,23 @@ pub fn build(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> Built {
         };
         (token, row)
     });
-    Built { device, session, refresh, web_token }
+    Built { device, session, refresh, web_token, new_device }
 }
 
 /// After the rows of `b` are stored: the audit event, the metric, and the tokens to hand out.
 pub async fn finish(app: &App, b: Built, meta: &ClientMeta) -> AppResult<Opened> {
-    Audit::new(AuditKind::DeviceAdded)
-        .user(&b.session.user_id)
-        .device(&b.device.id)
-        .meta(meta)
-        .detail(serde_json::json!({
-            "name": b.device.name, "authorized_by": b.device.authorized_by,
-            "approved_by_device": b.device.approved_by_device, "client_id": b.session.client_id,
-        }))
-        .record(app)
-        .await?;
+    if b.new_device {
+        Audit::new(AuditKind::DeviceAdded)
+            .user(&b.session.user_id)
+            .device(&b.device.id)
+            .meta(meta)
+            .detail(serde_json::json!({
+                "name": b.device.name, "authorized_by": b.device.authorized_by,
+                "approved_by_device": b.device.approved_by_device, "client_id": b.session.client_id,
+            }))
+            .record(app)
+            .await?;
+    }
     metrics::counter!("latchkey_sessions_opened_total", "authorized_by" => b.device.authorized_by.clone()).increment(1);
     let tokens = match b.refresh {
         Some((token, _)) => Some(token_response(app, &b.session, token).await?),
@@ -169,6 +178,7 @@ pub async fn token_response(app: &App, s: &SessionRow, refresh_token: String) ->
         refresh_token,
         scope: s.scope.clone(),
         device_id: s.device_id.clone(),
+        device_trust_token: None,
     })
 }
 
@@ -223,6 +233,8 @@ pub async fn logout(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<
 
 pub async fn logout_everywhere(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<u64> {
     let n = app.store.revoke_user_sessions(&caller.user_id, None, "logout_everywhere", app.now()).await?;
+    // Everywhere means every remembered device too.
+    app.store.revoke_trust(&caller.user_id, None).await?;
     app.events.publish(Event::AllSessionsRevoked { user_id: caller.user_id.clone() });
     Audit::new(AuditKind::LogoutEverywhere)
         .user(&caller.user_id)

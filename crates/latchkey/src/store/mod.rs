@@ -151,6 +151,60 @@ pub trait Store: Send + Sync + 'static {
     /// `approval` comes without user, scope and approver: the code supplies them.
     async fn redeem_pairing_code(&self, code_hmac: &[u8], approval: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>>;
 
+    // --- second factors -------------------------------------------------------------------
+    /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one; false when the user
+    /// already has a confirmed TOTP (turn it off first).
+    async fn put_pending_totp(&self, user_id: &str, secret_enc: &[u8], now: i64) -> StoreResult<bool>;
+    async fn totp(&self, user_id: &str) -> StoreResult<Option<TotpRow>>;
+    /// Confirms the pending TOTP at `step` and replaces the recovery codes, in one transaction.
+    async fn confirm_totp(&self, user_id: &str, step: i64, recovery_hmacs: &[Vec<u8>], now: i64) -> StoreResult<bool>;
+    /// Accepts a confirmed TOTP's code for `step` once: one conditional write on the last step.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    /// Removes TOTP and the recovery codes.
+    async fn delete_totp(&self, user_id: &str) -> StoreResult<()>;
+    /// Consumes an unused recovery code.
+    async fn use_recovery_code(&self, user_id: &str, code_hmac: &[u8], now: i64) -> StoreResult<bool>;
+    async fn email_factor(&self, user_id: &str) -> StoreResult<bool>;
+    async fn enable_email_factor(&self, user_id: &str, now: i64) -> StoreResult<()>;
+    /// Stores an e-mail code, replacing the live one, unless the live one is younger than
+    /// `resend_after` seconds (then false: too soon to resend).
+    async fn put_email_code(
+        &self,
+        user_id: &str,
+        purpose: &str,
+        code_hmac: &[u8],
+        now: i64,
+        ttl: i64,
+        resend_after: i64,
+    ) -> StoreResult<bool>;
+    /// Consumes the e-mail code if it matches, is live and has had fewer than `max_attempts`
+    /// wrong tries; otherwise counts a wrong try. One conditional write each.
+    async fn use_email_code(&self, user_id: &str, purpose: &str, code_hmac: &[u8], now: i64, max_attempts: i64) -> StoreResult<bool>;
+
+    async fn create_mfa_token(&self, row: &MfaTokenRow) -> StoreResult<()>;
+    async fn mfa_token(&self, hash: &[u8]) -> StoreResult<Option<MfaTokenRow>>;
+    /// Counts a wrong code against the token; returns the failures so far.
+    async fn fail_mfa_token(&self, hash: &[u8]) -> StoreResult<i64>;
+    /// Consumes a live token with fewer than `max_failures` failures; false if it was not.
+    async fn consume_mfa_token(&self, hash: &[u8], now: i64, max_failures: i64) -> StoreResult<bool>;
+
+    /// Stores a device-trust token and marks the device trusted until it expires.
+    async fn create_trust(&self, row: &TrustRow) -> StoreResult<()>;
+    /// Rotates a live trust token of `user_id`: the old one is deleted and `new_hash` takes its
+    /// place with the same absolute expiry, in one transaction. Returns the device it trusts.
+    async fn rotate_trust(
+        &self,
+        old_hash: &[u8],
+        user_id: &str,
+        new_hash: &[u8],
+        ip: &str,
+        user_agent: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>>;
+    /// Ends the trust of one device, or of every device of the user (`device_id` None).
+    async fn revoke_trust(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u64>;
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+
     /// Deletes what can no longer matter: expired codes and requests, stale limit counters, and
     /// sessions (with their refresh tokens) dead for `keep_dead` seconds. Safe to run from
     /// several instances at once: plain conditional deletes. Returns the rows deleted.

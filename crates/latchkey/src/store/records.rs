@@ -124,3 +124,40 @@ pub struct PairingCodeRow {
     pub redeemed_at: Option<i64>,
     pub approval_id: Option<String>,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TotpRow {
+    pub user_id: String,
+    pub secret_enc: Vec<u8>,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub last_step: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MfaTokenRow {
+    pub hash: Vec<u8>,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub device_json: String,
+    pub web: bool,
+    pub ip: String,
+    pub user_agent: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub failures: i64,
+    pub consumed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TrustRow {
+    pub hash: Vec<u8>,
+    pub user_id: String,
+    pub device_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: i64,
+    pub ip: String,
+    pub user_agent: String,
+}
