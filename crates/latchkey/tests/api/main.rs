@@ -8,6 +8,7 @@ mod device_grant;
 mod devices;
 mod input;
 mod login;
+mod mfa;
 mod oauth;
 mod operations;
 mod pairing;

@@ -1,6 +1,8 @@
 //! Shared test helpers: a real server on 127.0.0.1 with an OS-picked port and a fresh database.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use latchkey::clock::OffsetClock;
 use latchkey::config::{Overrides, Settings};
 use latchkey::server::Server;
