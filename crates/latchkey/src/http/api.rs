@@ -113,7 +113,7 @@ pub async fn login(
     )
     .await?;
     Ok(Json(match opened {
-        LoginOutcome::Signed(signed) => LoginResponse::Tokens(tokens_of(signed)?),
+        LoginOutcome::Signed(signed) => LoginResponse::Tokens(tokens_of(*signed)?),
         LoginOutcome::MfaRequired(m) => LoginResponse::Mfa(m),
     }))
 }

@@ -23,7 +23,7 @@ pub struct PasswordLogin {
 }
 
 pub enum LoginOutcome {
-    Signed(Signed),
+    Signed(Box<Signed>),
     MfaRequired(MfaRequired),
 }
 
@@ -96,7 +96,8 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
                 amr.push("trusted_device");
             }
             _ => {
-                let required = mfa::start(app, &user, &client_id, &scope.to_string(), req.device.as_ref(), req.web, meta, methods).await?;
+                let pending = mfa::Pending { client_id: &client_id, scope: &scope.to_string(), device: req.device.as_ref(), web: req.web };
+                let required = mfa::start(app, &user, pending, meta, methods).await?;
                 Audit::new(AuditKind::LoginSucceeded)
                     .user(&user.id)
                     .meta(meta)
@@ -131,5 +132,5 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
         .detail(serde_json::json!({ "method": "password", "client_id": client_id }))
         .record(app)
         .await?;
-    Ok(LoginOutcome::Signed(Signed { opened, trust_token }))
+    Ok(LoginOutcome::Signed(Box::new(Signed { opened, trust_token })))
 }

@@ -46,16 +46,16 @@ pub async fn methods(app: &App, user_id: &str) -> AppResult<Vec<&'static str>> {
 
 /// After a right password for a user with second factors: the short-lived token that only
 /// `/api/v1/mfa/*` accepts.
-pub async fn start(
-    app: &App,
-    user: &UserRow,
-    client_id: &str,
-    scope: &str,
-    device: Option<&DeviceInput>,
-    web: bool,
-    meta: &ClientMeta,
-    methods: Vec<&'static str>,
-) -> AppResult<MfaRequired> {
+/// What the session will be once the second factor is in.
+pub struct Pending<'a> {
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub device: Option<&'a DeviceInput>,
+    pub web: bool,
+}
+
+pub async fn start(app: &App, user: &UserRow, p: Pending<'_>, meta: &ClientMeta, methods: Vec<&'static str>) -> AppResult<MfaRequired> {
+    let (client_id, scope, device, web) = (p.client_id, p.scope, p.device, p.web);
     let token = secret::new_token(MFA_TOKEN_PREFIX);
     let now = app.now();
     let ttl = app.settings.mfa.mfa_token_ttl_secs;
