@@ -16,6 +16,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub device: DeviceSettings,
     pub mfa: MfaSettings,
+    pub qr: QrSettings,
     pub mail: MailSettings,
     pub log: LogSettings,
 }
@@ -40,6 +41,25 @@ pub struct MfaSettings {
 impl Default for MfaSettings {
     fn default() -> Self {
         Settings::default().mfa
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QrSettings {
+    /// Lifetime of a QR login, in seconds (at most 120); the page shows a fresh QR after it.
+    pub ttl_secs: u64,
+    /// QR logins one IP may start per minute.
+    pub create_per_ip_per_minute: i64,
+    /// Lifetime of the handoff code the browser exchanges for its session, in seconds (at most 60).
+    pub handoff_ttl_secs: u64,
+    /// Seconds a browser's socket may stay silent (no pong) before it is closed.
+    pub socket_idle_secs: u64,
+}
+
+impl Default for QrSettings {
+    fn default() -> Self {
+        Settings::default().qr
     }
 }
 
@@ -219,6 +239,7 @@ impl Default for Settings {
                 mfa_token_ttl_secs: 300,
                 recent_auth_secs: 600,
             },
+            qr: QrSettings { ttl_secs: 120, create_per_ip_per_minute: 30, handoff_ttl_secs: 60, socket_idle_secs: 60 },
             mail: MailSettings { smtp_url: String::new(), from: "Latchkey <latchkey@localhost>".into() },
             log: LogSettings { format: "text".into(), level: "info".into() },
         }
@@ -340,6 +361,8 @@ impl Settings {
         anyhow::ensure!((1..=365).contains(&self.mfa.remember_days), "mfa.remember_days must be between 1 and 365");
         anyhow::ensure!((30..=300).contains(&self.mfa.mfa_token_ttl_secs), "mfa.mfa_token_ttl_secs must be between 30 and 300");
         anyhow::ensure!((60..=600).contains(&self.mfa.email_code_ttl_secs), "mfa.email_code_ttl_secs must be between 60 and 600");
+        anyhow::ensure!((10..=120).contains(&self.qr.ttl_secs), "qr.ttl_secs must be between 10 and 120");
+        anyhow::ensure!((5..=60).contains(&self.qr.handoff_ttl_secs), "qr.handoff_ttl_secs must be between 5 and 60");
         crate::domain::Scope::parse(&self.tokens.default_scope).map_err(|e| anyhow::anyhow!("tokens.default_scope: {e}"))?;
         Ok(())
     }

@@ -8,6 +8,10 @@
 //!   checks that opening the link decided nothing, and that the device then gets its tokens.
 //! - `e2e/pair.mjs` shows a pairing code on `/pair`; this test types it as the new device, the
 //!   page shows who joined without a reload, the browser allows it, and the device gets tokens.
+//! - `e2e/mfa.mjs` signs in to an account with TOTP on a phone-sized screen, lands on `/mfa`
+//!   with no session yet, asks this test for the current code (`NEED_TOTP`), types it with
+//!   "Remember this device" ticked, logs out and signs in again without a second factor; this
+//!   test then checks the audit log and the device's `trusted_until` from the API side.
 //!
 //! Needs Chromium (`/usr/bin/chromium`, or `chromium` on `PATH`), Node and
 //! `e2e/node_modules/playwright-core` (`cd e2e && npm ci`). Without them each test prints
@@ -17,6 +21,7 @@
 mod common;
 
 use common::{PASSWORD, TestApp, s, spawn, spawn_with};
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 const OTHER_DEVICE: &str = "Old phone";
 const TV_NAME: &str = "Browser-approved TV";
 const TABLET_NAME: &str = "Kitchen tablet";
+const API_DEVICE: &str = "Laptop";
 
 /// The whole browser run may take this long; Chromium's cold start is the slow part.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -228,6 +234,35 @@ impl Script {
     }
 }
 
+/// RFC 6238 computed here, independently of the server: HMAC-SHA-1, dynamic truncation, 6 digits.
+fn totp_at(secret_b32: &str, unix: i64) -> String {
+    let key = base32_decode(secret_b32);
+    let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&key).unwrap();
+    mac.update(&((unix / 30) as u64).to_be_bytes());
+    let h = mac.finalize().into_bytes();
+    let o = (h[19] & 0xf) as usize;
+    let n = u32::from_be_bytes([h[o] & 0x7f, h[o + 1], h[o + 2], h[o + 3]]) % 1_000_000;
+    format!("{n:06}")
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32"),
+        } as u32;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buf >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
 /// Polls the token endpoint as the new device, at least a second apart (the server runs these
 /// tests with a one-second interval), until it hands out tokens.
 async fn poll_for_tokens(t: &TestApp, device_code: &str) -> Value {
@@ -358,4 +393,59 @@ async fn browser_shows_a_pairing_code_and_allows_who_joined() {
     assert_eq!(tablet["name"], TABLET_NAME, "{tablet}");
     assert_eq!(tablet["authorized_by"], "pairing", "{tablet}");
     assert_eq!(approver["authorized_by"], "password", "the browser that showed the code allowed it: {approver}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_remembers_a_device_after_the_second_factor() {
+    let Some(tools) = tools_or_skip("mfa.mjs") else {
+        return;
+    };
+    let t = spawn().await;
+    let email = "ann@example.com";
+    t.register(email).await;
+    let access = s(&t.login(email, API_DEVICE).await, "access_token");
+
+    // TOTP on, through the API, with a code computed here.
+    let r = t.http.post(t.url("/api/v1/mfa/totp")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 200, "POST /api/v1/mfa/totp");
+    let secret = s(&r.json::<Value>().await.unwrap(), "secret");
+    let enrolled_at = t.app.now();
+    let r = t.post_json_auth("/api/v1/mfa/totp/confirm", &access, json!({ "code": totp_at(&secret, enrolled_at) })).await;
+    assert_eq!(r.status(), 200, "confirming TOTP: {}", r.text().await.unwrap_or_default());
+    let remember_days = t.app.settings.mfa.remember_days.to_string();
+
+    let script = Script::start(&tools, &t, &[("EMAIL", email), ("PASSWORD", PASSWORD), ("REMEMBER_DAYS", &remember_days)]);
+    // The browser is on /mfa, half signed in. The enrolment used up its 30-second step and the
+    // replay guard refuses it again, so move the server's clock past it if need be.
+    let (script, _) = script.wait_for_line("NEED_TOTP").await;
+    let behind = enrolled_at.div_euclid(30) - t.app.now().div_euclid(30);
+    if behind >= 0 {
+        t.clock.advance(30 * (behind + 1));
+    }
+    script.say(&totp_at(&secret, t.app.now())).await.finish().await;
+
+    // The second sign-in skipped the second factor because of the remembered device, once.
+    let audit = t.app.store.audit_all(100).await.unwrap();
+    let skipped: Vec<_> = audit.iter().filter(|e| e.kind == "mfa_skipped_trusted_device").collect();
+    let kinds: Vec<&str> = audit.iter().rev().map(|e| e.kind.as_str()).collect();
+    assert_eq!(skipped.len(), 1, "audit log: {kinds:?}");
+    assert_eq!(audit.iter().filter(|e| e.kind == "device_remembered").count(), 1, "audit log: {kinds:?}");
+    assert_eq!(audit.iter().filter(|e| e.kind == "mfa_succeeded").count(), 1, "one second factor, the first time only: {kinds:?}");
+    let trusted_device = skipped[0].device_id.clone().expect("mfa_skipped_trusted_device names no device");
+
+    // The browser is one device, remembered for two-factor logins.
+    let r = t.get_auth("/api/v1/devices", &access).await;
+    assert_eq!(r.status(), 200, "GET /api/v1/devices");
+    let devices: Vec<Value> = r.json().await.unwrap();
+    let browsers: Vec<&Value> = devices.iter().filter(|d| d["name"] != API_DEVICE).collect();
+    assert_eq!(browsers.len(), 1, "one browser device, both sign-ins on it: {devices:?}");
+    let browser = browsers[0];
+    assert_eq!(browser["id"], trusted_device.as_str(), "the skipped second factor was for another device: {browser}");
+    assert_eq!(browser["authorized_by"], "password", "{browser}");
+    let until = browser["trusted_until"].as_str().unwrap_or_else(|| panic!("the browser device is not remembered: {browser}"));
+    let until = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).expect("trusted_until is RFC 3339");
+    let days = (until.unix_timestamp() - t.app.now()) as f64 / 86_400.0;
+    assert!((days - t.app.settings.mfa.remember_days as f64).abs() < 1.0, "trusted for {days:.2} days: {browser}");
+    let api = devices.iter().find(|d| d["name"] == API_DEVICE).unwrap_or_else(|| panic!("no {API_DEVICE} in {devices:?}"));
+    assert!(api["trusted_until"].is_null(), "the API device was never remembered: {api}");
 }

@@ -16,7 +16,7 @@ CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys ((retired_at IS NULL
 
 CREATE TABLE users (
     id            TEXT PRIMARY KEY,
-    email         TEXT NOT NULL UNIQUE,
+    email         TEXT UNIQUE,               -- NULL for a passwordless account made from a device
     password_hash TEXT,
     created_at    INTEGER NOT NULL
 );

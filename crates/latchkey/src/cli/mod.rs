@@ -220,7 +220,7 @@ async fn user_add(settings: Settings, email: &str, password_stdin: bool) -> anyh
         .record(&app)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("created account {} ({})", user.email, user.id);
+    println!("created account {} ({})", user.email.as_deref().unwrap_or("-"), user.id);
     Ok(())
 }
 

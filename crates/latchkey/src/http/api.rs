@@ -33,28 +33,57 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    pub email: String,
-    /// 8 to 1024 characters.
-    pub password: String,
+    /// Required with a password; optional for a passwordless account.
+    pub email: Option<String>,
+    /// 8 to 1024 characters. Leave it out to create a passwordless account from a device.
+    pub password: Option<String>,
+    /// For a passwordless account: the device that creates it, which is signed in at once.
+    pub device: Option<DeviceInput>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AccountView {
     pub id: String,
-    pub email: String,
+    pub email: Option<String>,
     pub created_at: String,
 }
 
-/// Create an account (self-registration; operators can switch it off).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Registered {
+    Account(AccountView),
+    /// A passwordless account: its first device's tokens.
+    Device(TokenResponse),
+}
+
+/// Create an account (self-registration; operators can switch it off): with e-mail and
+/// password, or without a password from a device (`{device}`), which then gets its tokens.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = RegisterRequest,
-    responses((status = 201, body = AccountView), (status = 409, description = "e-mail taken"), (status = 422, description = "invalid e-mail or password"), (status = 429, description = "too many accounts from this IP")))]
+    responses((status = 201, body = Registered), (status = 409, description = "e-mail taken"), (status = 422, description = "invalid e-mail or password"), (status = 429, description = "too many accounts from this IP")))]
 pub async fn register(
     State(s): State<AppState>,
     meta: ClientMeta,
     ApiJson(req): ApiJson<RegisterRequest>,
-) -> Result<(StatusCode, Json<AccountView>), ApiError> {
-    let u = accounts::register(&s.app, &req.email, req.password, &meta).await?;
-    Ok((StatusCode::CREATED, Json(AccountView { id: u.id, email: u.email, created_at: rfc3339(u.created_at) })))
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    match req.password {
+        Some(password) => {
+            let email = req.email.ok_or(crate::domain::ParseError::new("email", "is required with a password"))?;
+            let u = accounts::register(&s.app, &email, password, &meta).await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(Registered::Account(AccountView { id: u.id, email: u.email, created_at: rfc3339(u.created_at) })),
+            ))
+        }
+        None => {
+            if req.device.is_none() {
+                return Err(
+                    crate::domain::ParseError::new("password", "is required, unless a device signs up with {\"device\": {…}}").into()
+                );
+            }
+            let opened = accounts::register_device(&s.app, req.email.as_deref(), req.device.as_ref(), &meta).await?;
+            Ok((StatusCode::CREATED, Json(Registered::Device(tokens_of(Signed { opened, trust_token: None })?))))
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -154,7 +183,13 @@ pub struct Me {
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401)))]
 pub async fn me(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Me>, ApiError> {
     let user = s.app.store.user_by_id(&caller.user_id).await?.ok_or(crate::app::AppError::Unauthorized)?;
-    Ok(Json(Me { user_id: user.id, email: user.email, session_id: caller.session_id, device_id: caller.device_id, scope: caller.scope }))
+    Ok(Json(Me {
+        user_id: user.id,
+        email: user.email.unwrap_or_default(),
+        session_id: caller.session_id,
+        device_id: caller.device_id,
+        scope: caller.scope,
+    }))
 }
 
 /// The account's devices, the calling one marked `current`.

@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod qr_api;
 
 use crate::app::App;
 use axum::Router;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
     let s = &state.app.settings.server;
     let mut router = Router::new()
         .merge(api::router())
+        .merge(qr_api::router())
         .merge(mfa_api::router())
         .merge(mfa_pages::router())
         .merge(devices_api::router())

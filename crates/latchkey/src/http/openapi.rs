@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::api::register, super::api::login, super::api::logout, super::api::logout_everywhere, super::api::me,
         super::api::list_devices, super::api::revoke_device, super::api::audit,
+        super::qr_api::create, super::qr_api::status, super::qr_api::scan, super::qr_api::approve, super::qr_api::deny, super::qr_api::handoff,
         super::mfa_api::verify, super::mfa_api::send_email_code, super::mfa_api::start_totp, super::mfa_api::confirm_totp, super::mfa_api::disable_totp,
         super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password,
         super::devices_api::approve_user_code, super::devices_api::deny_user_code, super::devices_api::create_pairing_code,
@@ -17,7 +18,7 @@ use utoipa::{Modify, OpenApi};
         super::ops::healthz, super::ops::readyz,
     ),
     modifiers(&BearerAuth),
-    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "audit"), (name = "oauth"), (name = "operations"))
+    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "qr login"), (name = "audit"), (name = "oauth"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

@@ -38,13 +38,21 @@ pub struct CookieNames {
     pub mfa: &'static str,
     /// "Remember this device": survives logout, on purpose.
     pub trust: &'static str,
+    /// The secret of this browser's QR login.
+    pub qr: &'static str,
 }
 
 pub fn cookie_names(secure: bool) -> CookieNames {
     if secure {
-        CookieNames { session: "__Host-lk_session", csrf: "__Host-lk_csrf", mfa: "__Host-lk_mfa", trust: "__Host-lk_trust" }
+        CookieNames {
+            session: "__Host-lk_session",
+            csrf: "__Host-lk_csrf",
+            mfa: "__Host-lk_mfa",
+            trust: "__Host-lk_trust",
+            qr: "__Host-lk_qr",
+        }
     } else {
-        CookieNames { session: "lk_session", csrf: "lk_csrf", mfa: "lk_mfa", trust: "lk_trust" }
+        CookieNames { session: "lk_session", csrf: "lk_csrf", mfa: "lk_mfa", trust: "lk_trust", qr: "lk_qr" }
     }
 }
 
@@ -267,7 +275,8 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
                 .into_iter()
                 .map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() })
                 .collect();
-            (jar, AccountPage { csrf, email: user.email, devices, events }).into_response()
+            (jar, AccountPage { csrf, email: user.email.unwrap_or_else(|| "an account without e-mail".into()), devices, events })
+                .into_response()
         }
         Err(e) => super::error::ApiError(e).into_response(),
     }

@@ -11,7 +11,7 @@ pub async fn create_user(app: &App, email: &Email, password: &Password) -> AppRe
     }
     let id = uuid::Uuid::now_v7().to_string();
     let hash = app.passwords.hash(&id, password).await?;
-    let user = UserRow { id, email: email.as_str().into(), password_hash: Some(hash), created_at: app.now() };
+    let user = UserRow { id, email: Some(email.as_str().into()), password_hash: Some(hash), created_at: app.now() };
     app.store.create_user(&user).await.map_err(|e| match e {
         crate::store::StoreError::Conflict => AppError::Conflict("an account with this e-mail already exists".into()),
         e => e.into(),
@@ -29,4 +29,48 @@ pub async fn register(app: &App, email: &str, password: String, meta: &ClientMet
     let user = create_user(app, &email, &password).await?;
     Audit::new(AuditKind::AccountCreated).user(&user.id).meta(meta).record(app).await?;
     Ok(user)
+}
+
+/// Sign-up from a device (seed 001): a passwordless account, e-mail optional, whose first device
+/// stays signed in by its refresh tokens and can approve QR logins at once.
+pub async fn register_device(
+    app: &App,
+    email: Option<&str>,
+    device: Option<&crate::domain::device::DeviceInput>,
+    meta: &ClientMeta,
+) -> AppResult<crate::service::sessions::Opened> {
+    use crate::service::sessions::{self, AuthorizedBy, NewSession};
+    if !app.settings.accounts.self_registration {
+        return Err(AppError::Forbidden("self-registration is switched off on this server".into()));
+    }
+    let email = email.map(Email::parse).transpose()?;
+    let facts = crate::domain::device::DeviceFacts::from_input(device, &meta.user_agent)?;
+    limits::check(app, &format!("register:ip:{}", meta.ip), app.settings.limits.register_per_ip_per_hour, 3600, meta).await?;
+    let user = UserRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: email.map(|e| e.as_str().to_owned()),
+        password_hash: None,
+        created_at: app.now(),
+    };
+    app.store.create_user(&user).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict => AppError::Conflict("an account with this e-mail already exists".into()),
+        e => e.into(),
+    })?;
+    Audit::new(AuditKind::AccountCreated).user(&user.id).meta(meta).detail(serde_json::json!({ "passwordless": true })).record(app).await?;
+    sessions::open(
+        app,
+        NewSession {
+            user_id: &user.id,
+            client_id: crate::service::clients::CLI_CLIENT,
+            scope: app.settings.tokens.default_scope.clone(),
+            amr: vec!["signup"],
+            device: facts,
+            authorized_by: AuthorizedBy::Signup,
+            approved_by_device: None,
+            web: false,
+            existing_device: None,
+        },
+        meta,
+    )
+    .await
 }

@@ -34,6 +34,10 @@ pub enum AuditKind {
     DeviceRemembered,
     TrustRevoked,
     PasswordChanged,
+    QrApproved,
+    QrDenied,
+    QrSignIn,
+    HandoffReplayed,
 }
 
 impl AuditKind {
@@ -67,6 +71,10 @@ impl AuditKind {
             Self::DeviceRemembered => "device_remembered",
             Self::TrustRevoked => "trust_revoked",
             Self::PasswordChanged => "password_changed",
+            Self::QrApproved => "qr_approved",
+            Self::QrDenied => "qr_denied",
+            Self::QrSignIn => "qr_sign_in",
+            Self::HandoffReplayed => "handoff_replayed",
         }
     }
 }

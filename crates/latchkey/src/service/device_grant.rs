@@ -71,6 +71,7 @@ pub async fn authorize(
             slow_downs: 0,
             poll_early: 0,
             session_id: None,
+            ..Default::default()
         };
         match app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now).await {
             Ok(Created::Yes) => {}
@@ -141,6 +142,7 @@ pub async fn decide(
         user_id: &caller.user_id,
         device_id: &caller.device_id,
         requester_name: name.as_deref(),
+        handoff: None,
     };
     let decided = app.store.decide_approval(&decision, app.now()).await?.ok_or_else(generic_failure)?;
     app.events.publish(Event::ApprovalChanged { approval_id: decided.id.clone() });

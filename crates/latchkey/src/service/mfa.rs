@@ -136,7 +136,12 @@ async fn send_code(app: &App, user: &UserRow, purpose: &str, device: &str, ip: &
         html_escape(ip)
     );
     app.mailer
-        .send(Mail { to: user.email.clone(), subject: subject.into(), text, html })
+        .send(Mail {
+            to: user.email.clone().ok_or_else(|| AppError::BadRequest("this account has no e-mail address".into()))?,
+            subject: subject.into(),
+            text,
+            html,
+        })
         .await
         .map_err(|e| AppError::Internal(e.context("sending mail")))?;
     Ok(())
@@ -315,7 +320,7 @@ pub async fn start_totp(app: &App, caller: &Caller) -> AppResult<TotpEnrolment> 
     if !app.store.put_pending_totp(&user.id, &sealed::seal(&app.mfa_key, user.id.as_bytes(), &raw), app.now()).await? {
         return Err(AppError::Conflict("TOTP is already on; turn it off first".into()));
     }
-    let uri = totp::otpauth_uri(&app.settings.mfa.totp_issuer, &user.email, &raw);
+    let uri = totp::otpauth_uri(&app.settings.mfa.totp_issuer, user.email.as_deref().unwrap_or(&user.id), &raw);
     Ok(TotpEnrolment { secret: totp::base32(&raw), qr_svg: qr_svg(&uri)?, otpauth_uri: uri })
 }
 

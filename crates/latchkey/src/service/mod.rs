@@ -12,5 +12,6 @@ pub mod limits;
 pub mod mfa;
 pub mod pairing;
 pub mod password;
+pub mod qr;
 pub mod sessions;
 pub mod tokens;

@@ -122,6 +122,7 @@ pub async fn redeem(
         slow_downs: 0,
         poll_early: 0,
         session_id: None,
+        ..Default::default()
     };
     let redeemed = match codes::normalize(raw_code, PAIRING_CODE_LEN) {
         Ok(code) => app.store.redeem_pairing_code(&codes::code_hmac(&app.code_key, PAIRING_PURPOSE, &code), &template, now).await?,
@@ -182,6 +183,7 @@ pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, meta: &
         user_id: &caller.user_id,
         device_id: &caller.device_id,
         requester_name: None,
+        handoff: None,
     };
     let decided = app.store.decide_approval(&decision, app.now()).await?;
     let Some(decided) = decided else {

@@ -14,6 +14,8 @@ pub enum AuthorizedBy {
     Password,
     DeviceCode,
     Pairing,
+    Qr,
+    Signup,
 }
 
 impl AuthorizedBy {
@@ -22,6 +24,8 @@ impl AuthorizedBy {
             Self::Password => "password",
             Self::DeviceCode => "device_code",
             Self::Pairing => "pairing",
+            Self::Qr => "qr",
+            Self::Signup => "signup",
         }
     }
 }

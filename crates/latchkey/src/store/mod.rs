@@ -48,6 +48,8 @@ pub struct Decision<'a> {
     pub device_id: &'a str,
     /// A name for the new device chosen by the approver, if any.
     pub requester_name: Option<&'a str>,
+    /// QR login: the hash and expiry of the handoff code the browser will exchange.
+    pub handoff: Option<(Vec<u8>, i64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +59,22 @@ pub enum DecideBy<'a> {
     Pairing {
         approval_id: &'a str,
     },
+    /// A QR login: only the device that scanned it may decide.
+    Qr {
+        approval_id: &'a str,
+    },
+}
+
+/// What presenting a handoff code came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handoff {
+    /// Consumed now; the browser's session was created with it.
+    Collected,
+    /// Right secret and code, but already exchanged: the session it minted, to be revoked.
+    Replayed {
+        session_id: String,
+    },
+    Invalid,
 }
 
 /// Result of presenting a refresh token for rotation.
@@ -125,6 +143,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created>;
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>>;
     async fn approval_by_user_code(&self, hmac: &[u8]) -> StoreResult<Option<ApprovalRow>>;
+    /// By the hash of the requester's secret (device_code, or a QR login's browser secret).
+    async fn approval_by_secret(&self, hash: &[u8]) -> StoreResult<Option<ApprovalRow>>;
     /// Records a poll of `device_code_hash` by `client_id`: a poll sooner than the interval
     /// after the previous one adds 5 s to the interval and sets `poll_early`, in one write.
     async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
@@ -143,6 +163,21 @@ pub trait Store: Send + Sync + 'static {
         refresh: &RefreshTokenRow,
         now: i64,
     ) -> StoreResult<bool>;
+
+    /// The first signed-in device to open a live QR login locks it to itself (and its user);
+    /// the same device may look again. One conditional write.
+    async fn scan_qr(&self, id: &str, user_id: &str, device_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
+    /// Exchanges a handoff code with the browser's secret: marks the approval collected and
+    /// creates the browser's session, in one transaction.
+    async fn collect_handoff(
+        &self,
+        handoff_hash: &[u8],
+        secret_hash: &[u8],
+        device: &DeviceRow,
+        session: &SessionRow,
+        refresh: Option<&RefreshTokenRow>,
+        now: i64,
+    ) -> StoreResult<Handoff>;
 
     /// Stores a new pairing code, ending any live code of the same issuing device.
     async fn create_pairing_code(&self, code: &PairingCodeRow, now: i64) -> StoreResult<()>;

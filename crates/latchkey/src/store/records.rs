@@ -11,7 +11,8 @@ pub struct SigningKeyRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
     pub id: String,
-    pub email: String,
+    /// None for a passwordless account made from a device.
+    pub email: Option<String>,
     pub password_hash: Option<String>,
     pub created_at: i64,
 }
@@ -87,7 +88,7 @@ pub struct AuditRow {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct ApprovalRow {
     pub id: String,
     pub flow: String,
@@ -110,6 +111,11 @@ pub struct ApprovalRow {
     pub slow_downs: i64,
     pub poll_early: i64,
     pub session_id: Option<String>,
+    pub match_code: Option<String>,
+    pub scanned_at: Option<i64>,
+    pub handoff_hash: Option<Vec<u8>>,
+    pub handoff_expires_at: Option<i64>,
+    pub handoff_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -26,7 +26,7 @@ fn conflict_or(e: sqlx::Error) -> StoreError {
 
 const APPROVAL_COLS: &str = "id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, requester_ip, \
      requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, last_poll_at, slow_downs, \
-     poll_early, session_id";
+     poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at";
 
 async fn insert_session_rows(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
@@ -106,10 +106,11 @@ fn bind_approval<'q>(
         .bind(&a.user_id)
         .bind(&a.approver_device_id)
         .bind(a.poll_interval)
+        .bind(&a.match_code)
 }
 
 const INSERT_APPROVAL: &str = "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
-     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, poll_interval)";
+     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, poll_interval, match_code)";
 
 impl SqliteStore {
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
@@ -379,7 +380,7 @@ impl Store for SqliteStore {
 
     async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created> {
         let q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{INSERT_APPROVAL} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+            "{INSERT_APPROVAL} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
              WHERE (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = ? AND status = 'pending' AND expires_at > ?) < ?) \
                AND (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?) < ?)"
         )));
@@ -411,6 +412,13 @@ impl Store for SqliteStore {
             .await?)
     }
 
+    async fn approval_by_secret(&self, hash: &[u8]) -> StoreResult<Option<ApprovalRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE device_code_hash = ?")))
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
     async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
         // Every SET expression sees the row as it was before this poll.
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -433,22 +441,31 @@ impl Store for SqliteStore {
 
     async fn decide_approval(&self, d: &Decision<'_>, now: i64) -> StoreResult<Option<ApprovalRow>> {
         let status = if d.approve { "approved" } else { "denied" };
-        let (filter, key): (&str, Vec<u8>) = match d.by {
-            DecideBy::UserCode(h) => ("user_code_hmac = ? AND flow = 'device_code' AND (user_id IS NULL OR user_id = ?)", h.to_vec()),
-            DecideBy::Pairing { approval_id } => {
-                ("id = ? AND flow = 'pairing' AND user_id = ? AND approver_device_id = ?", approval_id.as_bytes().to_vec())
-            }
+        let filter = match d.by {
+            DecideBy::UserCode(_) => "user_code_hmac = ? AND flow = 'device_code' AND (user_id IS NULL OR user_id = ?)",
+            DecideBy::Pairing { .. } => "id = ? AND flow = 'pairing' AND user_id = ? AND approver_device_id = ?",
+            DecideBy::Qr { .. } => "id = ? AND flow = 'qr' AND user_id = ? AND approver_device_id = ?",
         };
         let sql = format!(
             "UPDATE approvals SET status = ?, user_id = ?, approver_device_id = ?, decided_at = ?, \
-             requester_name = COALESCE(?, requester_name) \
+             requester_name = COALESCE(?, requester_name), handoff_hash = ?, handoff_expires_at = ? \
              WHERE {filter} AND status = 'pending' AND expires_at > ? RETURNING {APPROVAL_COLS}"
         );
-        let mut q =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(status).bind(d.user_id).bind(d.device_id).bind(now).bind(d.requester_name);
+        let (handoff_hash, handoff_expires_at) = match &d.handoff {
+            Some((h, e)) => (Some(h.clone()), Some(*e)),
+            None => (None, None),
+        };
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(status)
+            .bind(d.user_id)
+            .bind(d.device_id)
+            .bind(now)
+            .bind(d.requester_name)
+            .bind(handoff_hash)
+            .bind(handoff_expires_at);
         q = match d.by {
-            DecideBy::UserCode(_) => q.bind(key).bind(d.user_id),
-            DecideBy::Pairing { approval_id } => q.bind(approval_id).bind(d.user_id).bind(d.device_id),
+            DecideBy::UserCode(h) => q.bind(h).bind(d.user_id),
+            DecideBy::Pairing { approval_id } | DecideBy::Qr { approval_id } => q.bind(approval_id).bind(d.user_id).bind(d.device_id),
         };
         Ok(q.bind(now).fetch_optional(&self.write).await?)
     }
@@ -485,6 +502,63 @@ impl Store for SqliteStore {
         insert_session_rows(&mut tx, device, session, Some(refresh)).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn scan_qr(&self, id: &str, user_id: &str, device_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE approvals SET user_id = ?, approver_device_id = ?, scanned_at = COALESCE(scanned_at, ?) \
+             WHERE id = ? AND flow = 'qr' AND status = 'pending' AND expires_at > ? \
+               AND (approver_device_id IS NULL OR (approver_device_id = ? AND user_id = ?)) RETURNING {APPROVAL_COLS}"
+        )))
+        .bind(user_id)
+        .bind(device_id)
+        .bind(now)
+        .bind(id)
+        .bind(now)
+        .bind(device_id)
+        .bind(user_id)
+        .fetch_optional(&self.write)
+        .await?)
+    }
+
+    async fn collect_handoff(
+        &self,
+        handoff_hash: &[u8],
+        secret_hash: &[u8],
+        device: &DeviceRow,
+        session: &SessionRow,
+        refresh: Option<&RefreshTokenRow>,
+        now: i64,
+    ) -> StoreResult<Handoff> {
+        let mut tx = self.write_tx().await?;
+        let r = sqlx::query(
+            "UPDATE approvals SET status = 'collected', handoff_used_at = ?, session_id = ? \
+             WHERE handoff_hash = ? AND device_code_hash = ? AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > ?",
+        )
+        .bind(now)
+        .bind(&session.id)
+        .bind(handoff_hash)
+        .bind(secret_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            insert_session_rows(&mut tx, device, session, refresh).await?;
+            tx.commit().await?;
+            return Ok(Handoff::Collected);
+        }
+        let used: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT session_id, handoff_used_at FROM approvals WHERE handoff_hash = ? AND device_code_hash = ? AND status = 'collected' AND handoff_expires_at > ?",
+        )
+        .bind(handoff_hash)
+        .bind(secret_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(match used {
+            Some((Some(session_id), Some(_))) => Handoff::Replayed { session_id },
+            _ => Handoff::Invalid,
+        })
     }
 
     async fn create_pairing_code(&self, c: &PairingCodeRow, now: i64) -> StoreResult<()> {
@@ -534,7 +608,7 @@ impl Store for SqliteStore {
         let Some((user_id, issuer, scope)) = code else { return Ok(None) };
         let approval = ApprovalRow { user_id: Some(user_id), approver_device_id: Some(issuer), scope, ..a.clone() };
         bind_approval(
-            sqlx::query(sqlx::AssertSqlSafe(format!("{INSERT_APPROVAL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))),
+            sqlx::query(sqlx::AssertSqlSafe(format!("{INSERT_APPROVAL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))),
             &approval,
         )
         .execute(&mut *tx)
