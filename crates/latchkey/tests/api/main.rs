@@ -12,4 +12,5 @@ mod mfa;
 mod oauth;
 mod operations;
 mod pairing;
+mod qr;
 mod refresh;
