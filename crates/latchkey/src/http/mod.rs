@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod qr_api;
+pub mod qr_pages;
 
 use crate::app::App;
 use axum::Router;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(api::router())
         .merge(qr_api::router())
+        .merge(qr_pages::router())
         .merge(mfa_api::router())
         .merge(mfa_pages::router())
         .merge(devices_api::router())
