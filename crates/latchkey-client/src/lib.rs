@@ -274,3 +274,40 @@ impl Credentials {
         std::fs::rename(&tmp, path)
     }
 }
+
+/// What a phone sees of a browser asking to sign in by QR.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QrView {
+    pub id: String,
+    pub ip: String,
+    pub os: String,
+    pub browser: String,
+    pub seconds_ago: i64,
+    pub expires_in: i64,
+    pub same_network: bool,
+    pub match_choices: Vec<String>,
+}
+
+impl Client {
+    /// Opens (scans) a QR login as the signed-in device; the first device to do so locks it.
+    pub async fn qr_scan(&self, access_token: &str, id: &str) -> Result<QrView> {
+        let r = self.http.get(format!("{}/api/v1/qr-logins/{id}", self.base)).bearer_auth(access_token).send().await?;
+        Self::decode(r).await
+    }
+
+    pub async fn qr_approve(&self, access_token: &str, id: &str, match_code: &str) -> Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/qr-logins/{id}/approve", self.base))
+            .bearer_auth(access_token)
+            .json(&serde_json::json!({ "match_code": match_code }))
+            .send()
+            .await?;
+        Self::expect_ok(r).await
+    }
+
+    pub async fn qr_deny(&self, access_token: &str, id: &str) -> Result<()> {
+        let r = self.http.post(format!("{}/api/v1/qr-logins/{id}/deny", self.base)).bearer_auth(access_token).send().await?;
+        Self::expect_ok(r).await
+    }
+}

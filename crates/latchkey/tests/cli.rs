@@ -224,3 +224,75 @@ async fn the_cli_pairs_with_a_code_from_a_signed_in_device() {
     let who = client_cmd(&creds, &["whoami"]).await;
     assert!(String::from_utf8_lossy(&who.stdout).contains("ann@example.com"));
 }
+
+/// Writes a PNG picture of a QR code of `text`, as a phone camera would see it.
+fn qr_png(text: &str, path: &std::path::Path) {
+    let code = qrcode::QrCode::new(text.as_bytes()).unwrap();
+    let (n, scale, quiet) = (code.width(), 8usize, 4usize);
+    let size = (n + 2 * quiet) * scale;
+    let colors = code.to_colors();
+    let mut pixels = vec![255u8; size * size];
+    for y in 0..size {
+        for x in 0..size {
+            let (mx, my) = ((x / scale) as isize - quiet as isize, (y / scale) as isize - quiet as isize);
+            if mx >= 0 && my >= 0 && (mx as usize) < n && (my as usize) < n && colors[my as usize * n + mx as usize] == qrcode::Color::Dark
+            {
+                pixels[y * size + x] = 0;
+            }
+        }
+    }
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut enc = png::Encoder::new(file, size as u32, size as u32);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().unwrap().write_image_data(&pixels).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_companion_approves_a_qr_login_from_its_url_or_a_picture() {
+    use tokio::io::AsyncWriteExt;
+    let t = common::spawn().await;
+    let phone: serde_json::Value =
+        t.post_json("/api/v1/accounts", serde_json::json!({ "device": { "name": "Companion" } })).await.json().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.json");
+    let saved = serde_json::json!({
+        "server": t.base, "client_id": "latchkey-cli", "access_token": phone["access_token"], "refresh_token": phone["refresh_token"],
+        "device_id": phone["device_id"], "expires_at": 4_000_000_000i64,
+    });
+    std::fs::write(&creds, saved.to_string()).unwrap();
+    for by_picture in [false, true] {
+        let qr: serde_json::Value = t.http.post(t.url("/api/v1/qr-logins")).send().await.unwrap().json().await.unwrap();
+        let url = common::s(&qr, "url");
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("approve").arg("--credentials").arg(&creds);
+        if by_picture {
+            let png = dir.path().join("qr.png");
+            qr_png(&url, &png);
+            cmd.arg("--image").arg(&png);
+        } else {
+            cmd.arg(&url);
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(format!("{}\n", common::s(&qr, "match_code")).as_bytes()).await.unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("127.0.0.1") && text.contains("Which number"), "{text}");
+        let st: serde_json::Value = t
+            .http
+            .get(t.url(&format!("/api/v1/qr-logins/{}/status", common::s(&qr, "id"))))
+            .header("x-qr-secret", common::s(&qr, "secret"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(st["type"], "approved", "by picture: {by_picture}");
+    }
+    // A QR for another host is refused, not followed.
+    let out = client_cmd(&creds, &["approve", "https://evil.example/q/abc"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
+}

@@ -196,3 +196,70 @@ pub async fn logout(credentials: Option<PathBuf>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Reads the text of the first QR code in a PNG picture.
+pub fn decode_qr_png(path: &std::path::Path) -> anyhow::Result<String> {
+    let file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?);
+    let mut decoder = png::Decoder::new(file);
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| anyhow::anyhow!("{} is not a PNG picture: {e}", path.display()))?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or_else(|| anyhow::anyhow!("picture too large"))?];
+    let info = reader.next_frame(&mut buf)?;
+    let channels = info.color_type.samples();
+    let (w, h, line) = (info.width as usize, info.height as usize, info.line_size);
+    let grey = |x: usize, y: usize| -> u8 {
+        let p = &buf[y * line + x * channels..];
+        match channels {
+            1 | 2 => p[0],
+            _ => ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000) as u8,
+        }
+    };
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, grey);
+    let grids = img.detect_grids();
+    let grid = grids.first().ok_or_else(|| anyhow::anyhow!("no QR code found in {}", path.display()))?;
+    let (_, text) = grid.decode().map_err(|e| anyhow::anyhow!("the QR code in {} does not read: {e:?}", path.display()))?;
+    Ok(text)
+}
+
+/// The companion (standing in for the phone app): approve a browser's QR login with this
+/// device's saved tokens, after showing what the server observed and asking for the number.
+pub async fn approve(credentials: Option<PathBuf>, url: Option<String>, image: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let url = match (url, image) {
+        (Some(u), None) => u,
+        (None, Some(p)) => decode_qr_png(&p)?,
+        _ => anyhow::bail!("give the QR's URL, or --image PICTURE.png"),
+    };
+    let path = credentials_path(credentials)?;
+    let (client, creds) = fresh_credentials(&path).await?;
+    // Only our own server's links: a QR pointing anywhere else is refused, not followed.
+    let prefix = format!("{}/q/", creds.server);
+    let id = url
+        .trim()
+        .strip_prefix(&prefix)
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let Some(id) = id else {
+        anyhow::bail!("this QR code is not a sign-in link of {} (it says {url:?}); refusing it", creds.server);
+    };
+    let view = client.qr_scan(&creds.access_token, id).await.map_err(server_error)?;
+    println!("A browser asks to sign in to your account:");
+    println!("  browser   {} on {}", view.browser, view.os);
+    println!("  address   {}", view.ip);
+    println!("  asked     {} seconds ago (answer within {} s)", view.seconds_ago, view.expires_in);
+    if !view.same_network {
+        println!("\n  WARNING: that browser is on a different network from this device. If you did not start");
+        println!("  this sign-in yourself on a computer in front of you, deny it.");
+    }
+    println!("\nWhich number does the browser show? {} (or type \"deny\")", view.match_choices.join(" / "));
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let answer = line.trim();
+    if answer.is_empty() || answer.eq_ignore_ascii_case("deny") || answer.eq_ignore_ascii_case("n") {
+        client.qr_deny(&creds.access_token, id).await.map_err(server_error)?;
+        println!("Denied. The browser was not signed in.");
+        return Ok(());
+    }
+    client.qr_approve(&creds.access_token, id, answer).await.map_err(server_error)?;
+    println!("Approved. The browser is signing in.");
+    Ok(())
+}

@@ -94,6 +94,18 @@ limits hit, with time, account, device, IP and User-Agent.\n\nExample:\n    latc
     #[command(long_about = "Show the account, device and session the saved tokens belong to. If the access token has \
 expired, it is renewed with the refresh token first (and the new tokens saved).\n\nExample:\n    latchkey whoami")]
     Whoami,
+    /// Approve a browser's QR login from this device (the companion to a phone app).
+    #[command(long_about = "Approve a browser's QR login with this device's saved tokens (from `latchkey device login` \
+or `device pair`). Give the QR's URL, or a picture of the QR. It shows what the server observed of the browser, \
+warns when it is on another network, and asks which number the browser shows; a wrong number denies the sign-in.\n\n\
+Examples:\n    latchkey approve https://auth.example.com/q/3q2-AbC…\n    latchkey approve --image qr.png")]
+    Approve {
+        /// The URL in the QR code.
+        url: Option<String>,
+        /// A PNG picture of the QR code, instead of the URL.
+        #[arg(long, value_name = "PNG")]
+        image: Option<PathBuf>,
+    },
     /// Sign this device out: revoke its session on the server and forget the saved tokens.
     #[command(long_about = "Revoke this device's session on the server (RFC 7009) and delete the saved tokens. \
 The device disappears from the account's device list.\n\nExample:\n    latchkey logout")]
@@ -163,6 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device(cmd) => return device::run(cmd, cli.global.credentials).await,
         Command::Whoami => return device::whoami(cli.global.credentials).await,
         Command::Logout => return device::logout(cli.global.credentials).await,
+        Command::Approve { url, image } => return device::approve(cli.global.credentials, url, image).await,
         _ => {}
     }
     let settings = Settings::load(cli.global.config.as_deref(), std::env::vars(), &cli.global.overrides(listen))?;
@@ -173,7 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(ClientCommand::Add { id, name, confidential }) => client_add(settings, &id, &name, confidential).await,
         Command::Keys(KeysCommand::Rotate) => keys_rotate(settings).await,
         Command::Audit { limit, json } => audit(settings, limit, json).await,
-        Command::Openapi | Command::Device(_) | Command::Whoami | Command::Logout => Ok(()),
+        Command::Openapi | Command::Device(_) | Command::Whoami | Command::Logout | Command::Approve { .. } => Ok(()),
     }
 }
 
