@@ -86,41 +86,88 @@ pub enum Rotation {
     NotRotated(Option<RefreshTokenRow>),
 }
 
+/// Keys, server secrets, the audit trail, limit counters and housekeeping.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait OpsStore: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     /// The value stored under `name`, storing `fresh` first if there was none (first start).
     async fn secret_or_insert(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
+
     /// Adds `key` as the active key, retiring the previous one at `now`, in one transaction.
     async fn rotate_signing_key(&self, key: &SigningKeyRow, now: i64) -> StoreResult<()>;
+
     /// Adds `key` only if no key is active (first start; races between instances are fine).
     async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()>;
 
+    /// Deletes what can no longer matter: expired codes and requests, stale limit counters, and
+    /// sessions (with their refresh tokens) dead for `keep_dead` seconds. Safe to run from
+    /// several instances at once: plain conditional deletes. Returns the rows deleted.
+    async fn sweep(&self, now: i64, keep_dead: i64) -> StoreResult<u64>;
+
+    async fn record_audit(&self, event: &AuditRow) -> StoreResult<()>;
+
+    async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>>;
+
+    async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
+
+    /// Counts one hit in the fixed window of `window` seconds that holds `now`, in one atomic
+    /// upsert; returns the counts of this window (including the hit) and of the previous one.
+    async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts>;
+
+    /// The same counts, without counting a hit.
+    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts>;
+
+    async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>>;
+
+    async fn record_login_failure(&self, key: &str, now: i64) -> StoreResult<()>;
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Accounts and OAuth clients.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
     async fn create_user(&self, user: &UserRow) -> StoreResult<()>;
+
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>>;
+
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRow>>;
 
     async fn create_client(&self, client: &ClientRow) -> StoreResult<()>;
+
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>>;
 
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+}
+
+/// Devices, sessions and refresh tokens.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
     /// Creates the device, the session and (for API sessions) its first refresh token together.
     async fn create_session(&self, device: &DeviceRow, session: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()>;
+
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>>;
+
     async fn session_by_web_token(&self, hash: &[u8]) -> StoreResult<Option<SessionRow>>;
+
     /// Marks the session and its device as used now from `ip`.
     async fn touch_session(&self, session: &SessionRow, ip: &str, now: i64) -> StoreResult<()>;
+
     /// Revokes one live session; false when it was already dead.
     async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> StoreResult<bool>;
+
     /// Revokes every live session of the user but `except`; returns how many.
     async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64) -> StoreResult<u64>;
+
     async fn count_live_sessions(&self, now: i64) -> StoreResult<i64>;
 
     /// The user's devices that are signed in (a live session) or remembered (trusted until
     /// after `now`), most recently seen first.
     async fn devices_for_user(&self, user_id: &str, now: i64) -> StoreResult<Vec<DeviceRow>>;
+
     /// Revokes the user's device and every session on it at once; false when there was no such
     /// live device of this user.
     async fn revoke_device(&self, user_id: &str, device_id: &str, now: i64) -> StoreResult<bool>;
@@ -136,23 +183,35 @@ pub trait Store: Send + Sync + 'static {
         idle_expires_at: i64,
         now: i64,
     ) -> StoreResult<Rotation>;
-    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshTokenRow>>;
 
+    async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshTokenRow>>;
+}
+
+/// The cross-device approval state machine: device grant, pairing codes, QR login.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync + 'static {
     /// Inserts a pending approval unless the requester's IP already has `cap_per_ip` live pending
     /// requests or the server `cap_total` (0: no cap), in one conditional write.
     async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created>;
+
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>>;
+
     async fn approval_by_user_code(&self, hmac: &[u8]) -> StoreResult<Option<ApprovalRow>>;
+
     /// By the hash of the requester's secret (device_code, or a QR login's browser secret).
     async fn approval_by_secret(&self, hash: &[u8]) -> StoreResult<Option<ApprovalRow>>;
+
     /// Records a poll of `device_code_hash` by `client_id`: a poll sooner than the interval
     /// after the previous one adds 5 s to the interval and sets `poll_early`, in one write.
     async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
+
     /// Moves a live pending approval to `approved` or `denied`, binding it to `user_id` (unless
     /// it is already bound to another user) and noting the deciding device; one conditional write.
     async fn decide_approval(&self, decision: &Decision<'_>, now: i64) -> StoreResult<Option<ApprovalRow>>;
+
     /// Ends a pending approval as denied after polling abuse.
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()>;
+
     /// Marks an approved, unexpired approval collected and creates the new device's session with
     /// it, in one transaction; false when it was not there to collect (already collected, say).
     async fn collect_approval(
@@ -167,6 +226,7 @@ pub trait Store: Send + Sync + 'static {
     /// The first signed-in device to open a live QR login locks it to itself (and its user);
     /// the same device may look again. One conditional write.
     async fn scan_qr(&self, id: &str, user_id: &str, device_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
+
     /// Exchanges a handoff code with the browser's secret: marks the approval collected and
     /// creates the browser's session, in one transaction.
     async fn collect_handoff(
@@ -181,26 +241,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new pairing code, ending any live code of the same issuing device.
     async fn create_pairing_code(&self, code: &PairingCodeRow, now: i64) -> StoreResult<()>;
+
     async fn pairing_code(&self, id: &str) -> StoreResult<Option<PairingCodeRow>>;
+
     /// Consumes a live pairing code and creates its pending approval, in one transaction.
     /// `approval` comes without user, scope and approver: the code supplies them.
     async fn redeem_pairing_code(&self, code_hmac: &[u8], approval: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>>;
+}
 
-    // --- second factors -------------------------------------------------------------------
+/// Second factors and remembered devices.
+#[async_trait]
+pub trait MfaStore: Send + Sync + 'static {
     /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one; false when the user
     /// already has a confirmed TOTP (turn it off first).
     async fn put_pending_totp(&self, user_id: &str, secret_enc: &[u8], now: i64) -> StoreResult<bool>;
+
     async fn totp(&self, user_id: &str) -> StoreResult<Option<TotpRow>>;
+
     /// Confirms the pending TOTP at `step` and replaces the recovery codes, in one transaction.
     async fn confirm_totp(&self, user_id: &str, step: i64, recovery_hmacs: &[Vec<u8>], now: i64) -> StoreResult<bool>;
+
     /// Accepts a confirmed TOTP's code for `step` once: one conditional write on the last step.
     async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+
     /// Removes TOTP and the recovery codes.
     async fn delete_totp(&self, user_id: &str) -> StoreResult<()>;
+
     /// Consumes an unused recovery code.
     async fn use_recovery_code(&self, user_id: &str, code_hmac: &[u8], now: i64) -> StoreResult<bool>;
+
     async fn email_factor(&self, user_id: &str) -> StoreResult<bool>;
+
     async fn enable_email_factor(&self, user_id: &str, now: i64) -> StoreResult<()>;
+
     /// Stores an e-mail code, replacing the live one, unless the live one is younger than
     /// `resend_after` seconds (then false: too soon to resend).
     async fn put_email_code(
@@ -212,19 +285,24 @@ pub trait Store: Send + Sync + 'static {
         ttl: i64,
         resend_after: i64,
     ) -> StoreResult<bool>;
+
     /// Consumes the e-mail code if it matches, is live and has had fewer than `max_attempts`
     /// wrong tries; otherwise counts a wrong try. One conditional write each.
     async fn use_email_code(&self, user_id: &str, purpose: &str, code_hmac: &[u8], now: i64, max_attempts: i64) -> StoreResult<bool>;
 
     async fn create_mfa_token(&self, row: &MfaTokenRow) -> StoreResult<()>;
+
     async fn mfa_token(&self, hash: &[u8]) -> StoreResult<Option<MfaTokenRow>>;
+
     /// Counts a wrong code against the token; returns the failures so far.
     async fn fail_mfa_token(&self, hash: &[u8]) -> StoreResult<i64>;
+
     /// Consumes a live token with fewer than `max_failures` failures; false if it was not.
     async fn consume_mfa_token(&self, hash: &[u8], now: i64, max_failures: i64) -> StoreResult<bool>;
 
     /// Stores a device-trust token and marks the device trusted until it expires.
     async fn create_trust(&self, row: &TrustRow) -> StoreResult<()>;
+
     /// Rotates a live trust token of `user_id`: the old one is deleted and `new_hash` takes its
     /// place with the same absolute expiry, in one transaction. Returns the device it trusts.
     async fn rotate_trust(
@@ -236,27 +314,19 @@ pub trait Store: Send + Sync + 'static {
         user_agent: &str,
         now: i64,
     ) -> StoreResult<Option<String>>;
+
     /// Ends the trust of one device, or of every device of the user (`device_id` None).
     async fn revoke_trust(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u64>;
-    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+}
 
-    /// Deletes what can no longer matter: expired codes and requests, stale limit counters, and
-    /// sessions (with their refresh tokens) dead for `keep_dead` seconds. Safe to run from
-    /// several instances at once: plain conditional deletes. Returns the rows deleted.
-    async fn sweep(&self, now: i64, keep_dead: i64) -> StoreResult<u64>;
+/// The one store: every backend implements all of it.
+pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore {}
 
-    async fn record_audit(&self, event: &AuditRow) -> StoreResult<()>;
-    async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>>;
-    async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
+impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore> Store for T {}
 
-    /// Counts one hit in the fixed window of `window` seconds that holds `now`, in one atomic
-    /// upsert; returns the counts of this window (including the hit) and of the previous one.
-    async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts>;
-    /// The same counts, without counting a hit.
-    async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts>;
-    async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>>;
-    async fn record_login_failure(&self, key: &str, now: i64) -> StoreResult<()>;
-    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+/// Bring every store method into scope: `use crate::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{AccountStore, ApprovalStore, MfaStore, OpsStore, SessionStore, Store};
 }
 
 pub type DynStore = Arc<dyn Store>;

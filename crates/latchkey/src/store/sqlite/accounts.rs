@@ -1,0 +1,53 @@
+//! Accounts and OAuth clients.
+
+use super::*;
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_user(&self, u: &UserRow) -> StoreResult<()> {
+        sqlx::query("INSERT INTO users (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&u.id)
+            .bind(&u.email)
+            .bind(&u.password_hash)
+            .bind(u.created_at)
+            .execute(&self.write)
+            .await
+            .map_err(conflict_or)?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
+        Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRow>> {
+        Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn create_client(&self, c: &ClientRow) -> StoreResult<()> {
+        sqlx::query("INSERT INTO clients (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(&c.secret_hash)
+            .bind(c.created_at)
+            .execute(&self.write)
+            .await
+            .map_err(conflict_or)?;
+        Ok(())
+    }
+
+    async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
+        Ok(sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?").bind(id).fetch_optional(&self.read).await?)
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?").bind(hash).bind(user_id).execute(&self.write).await?;
+        Ok(())
+    }
+}
