@@ -150,7 +150,8 @@ pub enum KeysCommand {
     /// Add a new signing key; the old one stays published until its last token has expired.
     #[command(long_about = "Add a new Ed25519 signing key and sign new access tokens with it. The previous key stays in \
 /.well-known/jwks.json until every token it signed has expired, so nothing breaks. Running servers pick the new key up \
-within 30 seconds.")]
+within 30 seconds: it is published at once and signs 90 seconds after it was added, once verifiers that \
+cached the old JWKS have had time to refresh.")]
     Rotate,
 }
 
@@ -254,7 +255,7 @@ async fn keys_rotate(settings: Settings) -> anyhow::Result<()> {
     let app = offline_app(settings).await?;
     let kid = app.keys.rotate(app.now()).await?;
     Audit::new(AuditKind::KeyRotated).detail(serde_json::json!({ "kid": kid })).record(&app).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("new signing key {kid}; previous keys stay published until their tokens expire");
+    println!("new signing key {kid}: published now, signing in 90 seconds; previous keys stay published until their tokens expire");
     Ok(())
 }
 
@@ -268,7 +269,7 @@ async fn audit(settings: Settings, limit: i64, json: bool) -> anyhow::Result<()>
             println!("{v}");
         } else {
             println!(
-                "{}  {:<20} user={} device={} ip={}  {}",
+                "{}  {:<28} user={} device={} ip={}  {}",
                 rfc3339(r.at),
                 r.kind,
                 r.user_id.as_deref().unwrap_or("-"),

@@ -103,7 +103,16 @@ impl IntoResponse for OAuthError {
             AppError::DeviceGrant(code) => (StatusCode::BAD_REQUEST, *code),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         };
-        let body = json!({ "error": code, "error_description": detail(&e) });
+        let description = match &e {
+            AppError::DeviceGrant("authorization_pending") => {
+                "the user has not approved this device yet; poll again after the interval".to_owned()
+            }
+            AppError::DeviceGrant("slow_down") => "polled too soon: wait the interval plus 5 more seconds from now on".to_owned(),
+            AppError::DeviceGrant("access_denied") => "the request was denied".to_owned(),
+            AppError::DeviceGrant("expired_token") => "the device code expired; start again".to_owned(),
+            other => detail(other),
+        };
+        let body = json!({ "error": code, "error_description": description });
         let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
         retry_after(&e, &mut resp);
         if status == StatusCode::UNAUTHORIZED {

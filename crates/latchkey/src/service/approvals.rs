@@ -141,6 +141,11 @@ pub async fn poll(
         if a.slow_downs > app.settings.device.max_slow_downs {
             app.store.deny_for_abuse(&a.id, now).await?;
             app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
+            super::audit::Audit::new(super::audit::AuditKind::DeviceCodeDenied)
+                .meta(meta)
+                .detail(serde_json::json!({ "request": a.id, "reason": "polling too fast", "slow_downs": a.slow_downs }))
+                .record(app)
+                .await?;
             return Err(AppError::DeviceGrant("access_denied"));
         }
         return Err(AppError::DeviceGrant("slow_down"));

@@ -38,6 +38,7 @@ pub enum AuditKind {
     QrDenied,
     QrSignIn,
     HandoffReplayed,
+    LoginSecondFactorRequired,
 }
 
 impl AuditKind {
@@ -75,6 +76,7 @@ impl AuditKind {
             Self::QrDenied => "qr_denied",
             Self::QrSignIn => "qr_sign_in",
             Self::HandoffReplayed => "handoff_replayed",
+            Self::LoginSecondFactorRequired => "login_second_factor_required",
         }
     }
 }

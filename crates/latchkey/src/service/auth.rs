@@ -98,10 +98,10 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
             _ => {
                 let pending = mfa::Pending { client_id: &client_id, scope: &scope.to_string(), device: req.device.as_ref(), web: req.web };
                 let required = mfa::start(app, &user, pending, meta, methods).await?;
-                Audit::new(AuditKind::LoginSucceeded)
+                Audit::new(AuditKind::LoginSecondFactorRequired)
                     .user(&user.id)
                     .meta(meta)
-                    .detail(serde_json::json!({ "method": "password", "second_factor": "required" }))
+                    .detail(serde_json::json!({ "method": "password" }))
                     .record(app)
                     .await?;
                 return Ok(LoginOutcome::MfaRequired(required));

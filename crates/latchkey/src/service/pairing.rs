@@ -52,6 +52,8 @@ pub async fn create(app: &App, caller: &Caller, scope: Option<&str>, meta: &Clie
     if scope.is_empty() || !scope.is_subset_of(&granted) {
         return Err(AppError::InvalidScope("a pairing code can grant at most the scope of the device issuing it".into()));
     }
+    // Each code is a row until it is swept: a device may not mint them without end.
+    super::limits::check(app, &format!("pairing:device:{}", caller.device_id), 20, 3600, meta).await?;
     let now = app.now();
     let ttl = app.settings.device.pairing_ttl_secs;
     for _ in 0..5 {
