@@ -27,15 +27,26 @@
   function countdown(seconds) {
     clearInterval(timer);
     var left = seconds;
+    function show() {
+      if (number.hidden) say("Waiting for your phone… " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0"));
+    }
+    // At once: the QR is already on screen, so "Preparing a code…" would be wrong for a second.
+    show();
     timer = setInterval(function () {
       left -= 1;
       if (left <= 0) { clearInterval(timer); return; }
-      if (number.hidden) say("Waiting for your phone… " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0"));
+      show();
     }, 1000);
   }
 
   function start() {
-    if (socket) { try { socket.close(); } catch (e) { /* already closed */ } }
+    if (socket) {
+      // Closed on purpose: not the "lost connection" case below.
+      socket.onclose = null;
+      try { socket.close(); } catch (e) { /* already closed */ }
+      socket = null;
+    }
+    clearInterval(timer);
     number.hidden = true;
     say("Preparing a code…");
     post("/login/qr").then(function (r) {
@@ -60,10 +71,22 @@
 
   function listen(id) {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/api/v1/qr-logins/" + encodeURIComponent(id) + "/events");
-    socket.onmessage = function (ev) {
+    var ws = new WebSocket(scheme + location.host + "/api/v1/qr-logins/" + encodeURIComponent(id) + "/events");
+    var ended = false;
+    socket = ws;
+    // The server closes the socket after an end state. Closed before one (a restart, a proxy's
+    // timeout, a network change), nothing would ever arrive: the QR on screen would be dead.
+    ws.onclose = function () {
+      if (ended || socket !== ws) return;
+      clearInterval(timer);
+      number.hidden = true;
+      say("Lost the connection. A new code follows.");
+      setTimeout(function () { if (socket === ws) start(); }, 5000);
+    };
+    ws.onmessage = function (ev) {
       var m;
       try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.type === "approved" || m.type === "denied" || m.type === "expired") ended = true;
       if (m.type === "scanned") {
         say("Scanned on " + (m.device || "your phone") + ": check that it shows");
         number.hidden = false;

@@ -12,6 +12,13 @@
 //!   with no session yet, asks this test for the current code (`NEED_TOTP`), types it with
 //!   "Remember this device" ticked, logs out and signs in again without a second factor; this
 //!   test then checks the audit log and the device's `trusted_until` from the API side.
+//! - `e2e/qr.mjs` shows the QR on `/login` on a desktop screen; this test rasterises the QR's
+//!   SVG, decodes it, scans it as a phone signed up passwordless through the API, checks the
+//!   number the page shows against the phone's choices and approves; the page signs itself in
+//!   and lands on `/account`, and the API shows the new device approved by the phone. Run with
+//!   `MODE=phone` it is the phone's own browser instead: it opens `/q/<id>` of a QR login
+//!   started through the API, signs in on the way, checks the three numbers and Deny, and
+//!   denies, which this test then sees through the API.
 //!
 //! Needs Chromium (`/usr/bin/chromium`, or `chromium` on `PATH`), Node and
 //! `e2e/node_modules/playwright-core` (`cd e2e && npm ci`). Without them each test prints
@@ -20,6 +27,7 @@
 
 mod common;
 
+use base64::Engine;
 use common::{PASSWORD, TestApp, s, spawn, spawn_with};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -34,6 +42,8 @@ const OTHER_DEVICE: &str = "Old phone";
 const TV_NAME: &str = "Browser-approved TV";
 const TABLET_NAME: &str = "Kitchen tablet";
 const API_DEVICE: &str = "Laptop";
+const PHONE_NAME: &str = "Ann's phone";
+const FIREFOX_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
 /// The whole browser run may take this long; Chromium's cold start is the slow part.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -173,7 +183,11 @@ impl Script {
             Ok(Err(e)) => Err(format!("stdout unreadable: {e}")),
             Ok(Ok(line)) => {
                 if let Some(l) = &line {
-                    self.seen.push_str(l);
+                    // Whole, except the odd huge line (a QR's SVG), which only its start identifies.
+                    match l.char_indices().nth(200) {
+                        Some((cut, _)) => self.seen.push_str(&format!("{}… ({} bytes)", &l[..cut], l.len())),
+                        None => self.seen.push_str(l),
+                    }
                     self.seen.push('\n');
                 }
                 Ok(line)
@@ -448,4 +462,159 @@ async fn browser_remembers_a_device_after_the_second_factor() {
     assert!((days - t.app.settings.mfa.remember_days as f64).abs() < 1.0, "trusted for {days:.2} days: {browser}");
     let api = devices.iter().find(|d| d["name"] == API_DEVICE).unwrap_or_else(|| panic!("no {API_DEVICE} in {devices:?}"));
     assert!(api["trusted_until"].is_null(), "the API device was never remembered: {api}");
+}
+
+/// What a QR code in an SVG says: rasterised with resvg on white, then decoded with rqrr, as a
+/// phone's camera would read the screen.
+fn decode_qr_svg(svg: &[u8]) -> Result<String, String> {
+    use resvg::{tiny_skia, usvg};
+    let tree = usvg::Tree::from_data(svg, &usvg::Options::default()).map_err(|e| format!("not an SVG usvg can read: {e}"))?;
+    let size = tree.size();
+    // Four pixels a module or more, whatever size the SVG says it is.
+    let scale = (800.0 / size.width().max(size.height())).max(1.0);
+    let (w, h) = ((size.width() * scale).ceil() as u32, (size.height() * scale).ceil() as u32);
+    let mut pixmap = tiny_skia::Pixmap::new(w, h).ok_or_else(|| format!("cannot make a {w}x{h} pixmap"))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    let rgba = pixmap.data();
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+        let p = &rgba[(y * w as usize + x) * 4..][..3];
+        ((u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000) as u8
+    });
+    let grids = img.detect_grids();
+    match grids.as_slice() {
+        [grid] => grid.decode().map(|(_, text)| text).map_err(|e| format!("found a QR code but could not decode it: {e:?}")),
+        more => Err(format!("found {} QR codes in a {w}x{h} rendering, not one", more.len())),
+    }
+}
+
+/// Saves what the page showed, for a look when its QR does not decode.
+fn keep(name: &str, bytes: &[u8]) -> String {
+    let dir = screenshot_dir();
+    let path = dir.join(name);
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, bytes)) {
+        Ok(()) => format!("saved to {}", path.display()),
+        Err(e) => format!("could not be saved to {}: {e}", path.display()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_by_scanning_its_qr_with_a_phone() {
+    let Some(tools) = tools_or_skip("qr.mjs") else {
+        return;
+    };
+    let t = spawn().await;
+    // The phone: a passwordless account made from the device itself, with an e-mail to show.
+    let email = "ann@example.com";
+    let r = t.post_json("/api/v1/accounts", json!({ "email": email, "device": { "name": PHONE_NAME, "kind": "mobile" } })).await;
+    assert_eq!(r.status(), 201, "passwordless sign-up from the phone");
+    let phone: Value = r.json().await.unwrap();
+    let (pat, phone_device) = (s(&phone, "access_token"), s(&phone, "device_id"));
+
+    let script = Script::start(&tools, &t, &[("MODE", "browser"), ("EMAIL", email), ("PHONE_NAME", PHONE_NAME)]);
+
+    // Read the QR off the page as a camera would: rasterise its SVG and decode it.
+    let (script, svg_b64) = script.wait_for_line("QR_SVG=").await;
+    let svg = match base64::engine::general_purpose::STANDARD.decode(&svg_b64) {
+        Ok(svg) => svg,
+        Err(e) => match script.fail(&format!("printed a QR_SVG that is not base64: {e}")).await {},
+    };
+    let url = match decode_qr_svg(&svg) {
+        Ok(url) => url,
+        Err(why) => match script.fail(&format!("showed a QR that does not read: {why}; the SVG {}", keep("qr-login.svg", &svg))).await {},
+    };
+    let (script, page_url) = script.wait_for_line("QR_URL=").await;
+    let prefix = t.url("/q/");
+    let id = match url.strip_prefix(&prefix) {
+        Some(id) if url == page_url && !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            id.to_owned()
+        }
+        _ => match script.fail(&format!("showed a QR of {url:?}, not {prefix}<id> (the page says it is {page_url:?})")).await {},
+    };
+
+    // Scan it with the phone; the page then shows its number, which must be one of the phone's.
+    let r = t.get_auth(&format!("/api/v1/qr-logins/{id}"), &pat).await;
+    let status = r.status();
+    let view: Value = r.json().await.unwrap_or_default();
+    if status != 200 {
+        match script.fail(&format!("showed a QR the phone cannot scan: GET /api/v1/qr-logins/{id} said {status} {view}")).await {}
+    }
+    let choices: Vec<&str> = view["match_choices"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    assert_eq!(choices.len(), 3, "the phone is offered three numbers: {view}");
+    assert_eq!(view["same_network"], true, "{view}");
+    let (script, number) = script.wait_for_line("NUMBER=").await;
+    if !choices.contains(&number.as_str()) {
+        match script.fail(&format!("shows {number}, which is not among the phone's choices {choices:?}")).await {}
+    }
+
+    // Approve with it; the page signs itself in and lands on /account.
+    let r = t.post_json_auth(&format!("/api/v1/qr-logins/{id}/approve"), &pat, json!({ "match_code": number })).await;
+    let status = r.status();
+    if status != 204 {
+        let body = r.text().await.unwrap_or_default();
+        match script.fail(&format!("showed {number}; approving with it said {status} {body}")).await {}
+    }
+    let (script, _) = script.wait_for_line("DONE").await;
+    script.finish().await;
+
+    // The browser is a device of its own, let in by QR by the phone, and the phone is told.
+    let r = t.get_auth("/api/v1/devices", &pat).await;
+    assert_eq!(r.status(), 200, "GET /api/v1/devices as the phone");
+    let devices: Vec<Value> = r.json().await.unwrap();
+    let by_qr: Vec<&Value> = devices.iter().filter(|d| d["authorized_by"] == "qr").collect();
+    assert_eq!(by_qr.len(), 1, "one device signed in by QR: {devices:?}");
+    assert_eq!(by_qr[0]["approved_by_device"], phone_device.as_str(), "approved by the phone: {}", by_qr[0]);
+    assert_eq!(by_qr[0]["current"], false, "the browser is not the phone: {}", by_qr[0]);
+    let r = t.get_auth("/api/v1/audit", &pat).await;
+    assert_eq!(r.status(), 200, "GET /api/v1/audit as the phone");
+    let audit: Vec<Value> = r.json().await.unwrap();
+    let kinds: Vec<&str> = audit.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(
+        audit.iter().any(|e| e["kind"] == "qr_sign_in" && e["device_id"] == by_qr[0]["id"]),
+        "no qr_sign_in for the browser: {kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "qr_approved").count(), 1, "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_browser_denies_a_qr_login_on_its_page() {
+    let Some(tools) = tools_or_skip("qr.mjs") else {
+        return;
+    };
+    let t = spawn().await;
+    let email = "qr-phone@example.com";
+    t.register(email).await;
+    // A browser somewhere starts a QR login through the API.
+    let r = t.http.post(t.url("/api/v1/qr-logins")).header("user-agent", FIREFOX_UA).send().await.unwrap();
+    assert_eq!(r.status(), 201, "POST /api/v1/qr-logins");
+    let qr: Value = r.json().await.unwrap();
+    let (id, secret, url, number) = (s(&qr, "id"), s(&qr, "secret"), s(&qr, "url"), s(&qr, "match_code"));
+
+    let script = Script::start(
+        &tools,
+        &t,
+        &[("MODE", "phone"), ("EMAIL", email), ("PASSWORD", PASSWORD), ("QR_URL", &url), ("ASKING_BROWSER", "Firefox on Windows")],
+    );
+    let (script, choices) = script.wait_for_line("CHOICES=").await;
+    if !choices.split(',').any(|c| c == number) {
+        match script.fail(&format!("offered {choices}, without the browser's number {number}")).await {}
+    }
+    script.finish().await;
+
+    // The browser hears it was denied, and the denial was the phone's browser's.
+    let r = t.http.get(t.url(&format!("/api/v1/qr-logins/{id}/status"))).header("x-qr-secret", &secret).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET /api/v1/qr-logins/{id}/status");
+    let st: Value = r.json().await.unwrap();
+    assert_eq!(st["type"], "denied", "{st}");
+    assert!(st.get("handoff_code").is_none(), "{st}");
+    let access = s(&t.login(email, API_DEVICE).await, "access_token");
+    let audit: Vec<Value> = t.get_auth("/api/v1/audit", &access).await.json().await.unwrap();
+    let denied: Vec<&Value> = audit.iter().filter(|e| e["kind"] == "qr_denied").collect();
+    assert_eq!(denied.len(), 1, "{audit:?}");
+    assert_eq!(denied[0]["detail"]["reason"], "denied", "{}", denied[0]);
+    let devices: Vec<Value> = t.get_auth("/api/v1/devices", &access).await.json().await.unwrap();
+    let browser = devices.iter().find(|d| d["authorized_by"] == "password" && d["name"] != API_DEVICE);
+    let browser = browser.unwrap_or_else(|| panic!("no browser device in {devices:?}"));
+    assert_eq!(denied[0]["device_id"], browser["id"], "denied from the phone's browser: {}", denied[0]);
+    assert_eq!(devices.iter().filter(|d| d["authorized_by"] == "qr").count(), 0, "nobody signed in by QR: {devices:?}");
 }

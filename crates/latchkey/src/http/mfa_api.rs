@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/devices/trust", delete(forget_all_devices))
         .route("/api/v1/devices/{id}/trust", delete(forget_device))
         .route("/api/v1/password", post(change_password))
+        .route("/api/v1/account/email", post(add_email))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -161,7 +162,8 @@ pub async fn forget_device(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
-    pub current_password: String,
+    /// Required unless the account has no password yet (made from a device).
+    pub current_password: Option<String>,
     pub new_password: String,
     /// End every other session too.
     #[serde(default)]
@@ -171,6 +173,26 @@ pub struct ChangePassword {
 #[derive(Serialize, ToSchema)]
 pub struct PasswordChanged {
     pub other_sessions_ended: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddEmail {
+    pub email: String,
+}
+
+/// Give an account made without an e-mail (from a device) its address. An address, once set,
+/// is not changed here.
+#[utoipa::path(post, path = "/api/v1/account/email", tag = "accounts", security(("bearer" = [])), request_body = AddEmail,
+    responses((status = 204), (status = 409, description = "the account has an e-mail, or the address is taken"), (status = 422)))]
+pub async fn add_email(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    ApiJson(req): ApiJson<AddEmail>,
+) -> Result<StatusCode, ApiError> {
+    crate::service::accounts::add_email(&s.app, &caller, &req.email, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Change the password. Every remembered device is forgotten; other sessions end on request.

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
         super::api::list_devices, super::api::revoke_device, super::api::audit,
         super::qr_api::create, super::qr_api::status, super::qr_api::scan, super::qr_api::approve, super::qr_api::deny, super::qr_api::handoff,
         super::mfa_api::verify, super::mfa_api::send_email_code, super::mfa_api::start_totp, super::mfa_api::confirm_totp, super::mfa_api::disable_totp,
-        super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password,
+        super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password, super::mfa_api::add_email,
         super::devices_api::approve_user_code, super::devices_api::deny_user_code, super::devices_api::create_pairing_code,
         super::devices_api::redeem_pairing_code, super::devices_api::pairing_status, super::devices_api::approve_pairing, super::devices_api::deny_pairing,
         super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,

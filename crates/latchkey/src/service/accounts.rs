@@ -74,3 +74,19 @@ pub async fn register_device(
     )
     .await
 }
+
+/// Adds an e-mail to an account that has none (a passwordless account made from a device).
+pub async fn add_email(app: &App, caller: &crate::service::sessions::Caller, email: &str, meta: &ClientMeta) -> AppResult<()> {
+    let email = Email::parse(email)?;
+    if !app.store.set_email_if_none(&caller.user_id, email.as_str()).await? {
+        return Err(AppError::Conflict("this account already has an e-mail address".into()));
+    }
+    Audit::new(AuditKind::AccountCreated)
+        .user(&caller.user_id)
+        .device(&caller.device_id)
+        .meta(meta)
+        .detail(serde_json::json!({ "email_added": true }))
+        .record(app)
+        .await?;
+    Ok(())
+}

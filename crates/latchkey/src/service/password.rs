@@ -5,20 +5,24 @@ use super::sessions::Caller;
 use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::Password;
 
+/// Sets a new password. An account that has one must give it; a passwordless account (made
+/// from a device) sets its first one without.
 pub async fn change(
     app: &App,
     caller: &Caller,
-    current: String,
+    current: Option<String>,
     new: String,
     end_other_sessions: bool,
     meta: &ClientMeta,
 ) -> AppResult<u64> {
     let new = Password::parse(new)?;
-    let current = Password::for_login(current)?;
-    let slot = app.passwords.reserve()?;
     let user = app.store.user_by_id(&caller.user_id).await?.ok_or(AppError::Unauthorized)?;
-    if !app.passwords.verify(slot, Some(&user.id), &current, user.password_hash.as_deref()).await? {
-        return Err(AppError::Forbidden("the current password is wrong".into()));
+    if user.password_hash.is_some() {
+        let current = Password::for_login(current.ok_or_else(|| AppError::Forbidden("the current password is required".into()))?)?;
+        let slot = app.passwords.reserve()?;
+        if !app.passwords.verify(slot, Some(&user.id), &current, user.password_hash.as_deref()).await? {
+            return Err(AppError::Forbidden("the current password is wrong".into()));
+        }
     }
     let hash = app.passwords.hash(&user.id, &new).await?;
     app.store.set_password_hash(&user.id, &hash).await?;

@@ -2,6 +2,7 @@
 //! Every single-use thing is consumed by one conditional write inside the backend, so callers
 //! never read-then-write. Times are unix seconds.
 
+pub mod postgres;
 mod records;
 pub mod sqlite;
 
@@ -141,6 +142,8 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>>;
 
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+    /// Sets the e-mail of an account that has none; false if it had one. A taken address is Conflict.
+    async fn set_email_if_none(&self, user_id: &str, email: &str) -> StoreResult<bool>;
 }
 
 /// Devices, sessions and refresh tokens.
@@ -335,7 +338,9 @@ pub type DynStore = Arc<dyn Store>;
 pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url, max_connections).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url, max_connections).await?))
     } else {
-        anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH (PostgreSQL support is planned)")
+        anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB")
     }
 }

@@ -230,3 +230,18 @@ async fn a_passwordless_account_from_a_device_approves_qr_at_once() {
     let r = t.post_json("/api/v1/accounts", json!({})).await;
     assert_eq!(r.status(), 422, "neither a password nor a device");
 }
+
+#[tokio::test]
+async fn a_passwordless_account_adds_an_email_and_a_password_later() {
+    let t = spawn().await;
+    let p = phone(&t).await;
+    let at = s(&p, "access_token");
+    assert_eq!(t.post_json_auth("/api/v1/account/email", &at, json!({ "email": "Late@Example.com" })).await.status(), 204);
+    assert_eq!(t.post_json_auth("/api/v1/account/email", &at, json!({ "email": "other@example.com" })).await.status(), 409, "set once");
+    let r = t.post_json_auth("/api/v1/password", &at, json!({ "new_password": "first password ever" })).await;
+    assert_eq!(r.status(), 200);
+    let r = t.post_json("/api/v1/sessions", json!({ "email": "late@example.com", "password": "first password ever" })).await;
+    assert_eq!(r.status(), 200, "now it can sign in with a password too");
+    let r = t.post_json_auth("/api/v1/password", &at, json!({ "new_password": "second password" })).await;
+    assert_eq!(r.status(), 403, "once it has a password, changing it needs the current one");
+}

@@ -50,4 +50,14 @@ impl AccountStore for SqliteStore {
         sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?").bind(hash).bind(user_id).execute(&self.write).await?;
         Ok(())
     }
+
+    async fn set_email_if_none(&self, user_id: &str, email: &str) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE users SET email = ? WHERE id = ? AND email IS NULL")
+            .bind(email)
+            .bind(user_id)
+            .execute(&self.write)
+            .await
+            .map_err(conflict_or)?;
+        Ok(r.rows_affected() == 1)
+    }
 }
