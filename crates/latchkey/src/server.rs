@@ -3,7 +3,7 @@
 use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::events::{EventBus, LocalEvents};
+use crate::events::{EventBus, LocalEvents, PgEvents};
 use crate::http::{self, AppState};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +29,10 @@ impl Server {
             tracing::warn!(%bound, "listening beyond loopback without server.public_url: tokens name http://{bound} as issuer and browser forms will be refused; set server.public_url");
         }
         let issuer = settings.public_url(bound);
-        let events: Arc<dyn EventBus> = Arc::new(LocalEvents::default());
+        // One instance on SQLite: in-process events. PostgreSQL: across instances.
+        let db_url = settings.database_url();
+        let events: Arc<dyn EventBus> =
+            if db_url.starts_with("postgres") { PgEvents::start(&db_url).await? } else { Arc::new(LocalEvents::default()) };
         let app = App::new(settings, store, events, clock, issuer).await?;
         Ok(Self { listener, state: AppState { app: Arc::new(app), metrics: http::metrics_handle() } })
     }

@@ -203,6 +203,7 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
         tokio::select! {
             ev = rx.recv() => match ev {
                 Ok(Event::ApprovalChanged { approval_id }) if approval_id == id => check_now = true,
+                Ok(Event::Resync) => check_now = true,
                 Ok(_) => {}
                 // Missed events: look at the store instead.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => check_now = true,

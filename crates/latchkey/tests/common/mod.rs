@@ -124,6 +124,27 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp { base, http, app, clock, dir: dir.path().to_owned(), db_url, _dir: dir, _shutdown: tx, _pg: pg }
 }
 
+/// A second instance on the same database as `first` (PostgreSQL), for cross-instance tests.
+pub async fn spawn_beside(first: &TestApp, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flags = Overrides { listen: Some("127.0.0.1:0".parse().unwrap()), data_dir: Some(dir.path().to_owned()), ..Default::default() };
+    let mut settings = Settings::load(None, Vec::<(String, String)>::new(), &flags).expect("settings");
+    settings.passwords.memory_kib = 8192;
+    settings.passwords.iterations = 1;
+    tweak(&mut settings);
+    settings.database.url = first.db_url.clone();
+    let clock = Arc::new(OffsetClock::default());
+    let server = Server::build_with_clock(settings, clock.clone()).await.expect("second server starts");
+    let base = format!("http://{}", server.local_addr());
+    let app = server.app();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    TestApp { base, http, app, clock, dir: dir.path().to_owned(), db_url: first.db_url.clone(), _dir: dir, _shutdown: tx, _pg: None }
+}
+
 pub async fn spawn() -> TestApp {
     spawn_with(|_| {}).await
 }
