@@ -362,6 +362,10 @@ impl Settings {
         anyhow::ensure!((30..=300).contains(&self.mfa.mfa_token_ttl_secs), "mfa.mfa_token_ttl_secs must be between 30 and 300");
         anyhow::ensure!((60..=600).contains(&self.mfa.email_code_ttl_secs), "mfa.email_code_ttl_secs must be between 60 and 600");
         anyhow::ensure!((10..=120).contains(&self.qr.ttl_secs), "qr.ttl_secs must be between 10 and 120");
+        anyhow::ensure!((30..=600).contains(&self.qr.socket_idle_secs), "qr.socket_idle_secs must be between 30 and 600");
+        anyhow::ensure!((60..=3600).contains(&self.mfa.recent_auth_secs), "mfa.recent_auth_secs must be between 60 and 3600");
+        anyhow::ensure!((5..=600).contains(&self.mfa.email_resend_secs), "mfa.email_resend_secs must be between 5 and 600");
+        anyhow::ensure!(self.qr.create_per_ip_per_minute >= 1, "qr.create_per_ip_per_minute must be at least 1");
         anyhow::ensure!((5..=60).contains(&self.qr.handoff_ttl_secs), "qr.handoff_ttl_secs must be between 5 and 60");
         crate::domain::Scope::parse(&self.tokens.default_scope).map_err(|e| anyhow::anyhow!("tokens.default_scope: {e}"))?;
         Ok(())

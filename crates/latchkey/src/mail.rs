@@ -38,10 +38,6 @@ impl Mailer {
         Ok(Self { sink, from })
     }
 
-    pub fn uses_smtp(&self) -> bool {
-        matches!(self.sink, Sink::Smtp(_))
-    }
-
     pub async fn send(&self, mail: Mail) -> anyhow::Result<()> {
         let to: Mailbox = mail.to.parse().map_err(|e| anyhow::anyhow!("recipient {:?}: {e}", mail.to))?;
         let message = Message::builder()

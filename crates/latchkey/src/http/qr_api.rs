@@ -216,6 +216,8 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
                 return;
             }
             _ = ping.tick() => {
+                // Also look at the store: an event lost between instances costs at most one ping period.
+                check_now = true;
                 if last_heard.elapsed() > idle {
                     let _ = socket.send(close(1001, "idle")).await;
                     return;

@@ -105,7 +105,13 @@ pub async fn send_login_code(app: &App, mfa_token: &str) -> AppResult<()> {
 }
 
 async fn send_code(app: &App, user: &UserRow, purpose: &str, device: &str, ip: &str) -> AppResult<()> {
-    let code = format!("{:06}", u32::from_be_bytes(secret::random_bytes::<4>()) % 1_000_000);
+    let code = loop {
+        // Rejection sampling: 4_294_000_000 is the largest multiple of 10^6 below 2^32.
+        let n = u32::from_be_bytes(secret::random_bytes::<4>());
+        if n < 4_294_000_000 {
+            break format!("{:06}", n % 1_000_000);
+        }
+    };
     let m = &app.settings.mfa;
     let fresh = app
         .store
@@ -121,17 +127,20 @@ async fn send_code(app: &App, user: &UserRow, purpose: &str, device: &str, ip: &
     if !fresh {
         return Err(AppError::RateLimited { retry_after: m.email_resend_secs });
     }
-    let minutes = m.email_code_ttl_secs / 60;
+    let minutes = match m.email_code_ttl_secs.div_ceil(60) {
+        1 => "1 minute".to_owned(),
+        n => format!("{n} minutes"),
+    };
     let (what, subject) = match purpose {
         "enroll" => ("turn on sign-in codes by e-mail", "Confirm your e-mail for sign-in codes"),
         _ => ("finish signing in", "Your sign-in code"),
     };
     let text = format!(
-        "Your code to {what} is:\n\n    {code}\n\nIt works once, for {minutes} minutes.\n\nAsked for by: {device}, from {ip}.\nIf this was not you, do not share the code, and change your password.\n"
+        "Your code to {what} is:\n\n    {code}\n\nIt works once, for {minutes}.\n\nAsked for by: {device}, from {ip}.\nIf this was not you, do not share the code, and change your password.\n"
     );
     let html = format!(
         "<p>Your code to {what} is:</p><p style=\"font-size:28px;font-family:monospace;letter-spacing:4px\"><strong>{code}</strong></p>\
-         <p>It works once, for {minutes} minutes.</p><p>Asked for by: {}, from {}.<br>If this was not you, do not share the code, and change your password.</p>",
+         <p>It works once, for {minutes}.</p><p>Asked for by: {}, from {}.<br>If this was not you, do not share the code, and change your password.</p>",
         html_escape(device),
         html_escape(ip)
     );
@@ -201,6 +210,7 @@ pub async fn verify(app: &App, mfa_token: &str, method: &str, code: &str, rememb
     }
     if !check_code(app, &row.user_id, method, code).await? {
         let failures = app.store.fail_mfa_token(&row.hash).await?;
+        metrics::counter!("latchkey_mfa_failures_total", "method" => method.to_owned()).increment(1);
         Audit::new(AuditKind::MfaFailed)
             .user(&row.user_id)
             .meta(meta)
@@ -239,6 +249,7 @@ pub async fn verify(app: &App, mfa_token: &str, method: &str, code: &str, rememb
         meta,
     )
     .await?;
+    metrics::counter!("latchkey_logins_total", "result" => "ok").increment(1);
     Audit::new(AuditKind::MfaSucceeded)
         .user(&row.user_id)
         .device(&opened.device.id)
@@ -354,6 +365,8 @@ pub async fn confirm_totp(app: &App, caller: &Caller, code: &str, meta: &ClientM
 /// Turning TOTP off needs a current code or a recovery code.
 pub async fn disable_totp(app: &App, caller: &Caller, code: &str, meta: &ClientMeta) -> AppResult<()> {
     recent(app, caller).await?;
+    // Guessing codes to turn the factor off is limited like any other guessing.
+    super::limits::check(app, &format!("mfa-disable:user:{}", caller.user_id), 5, 900, meta).await?;
     let ok = check_code(app, &caller.user_id, "totp", code).await? || check_code(app, &caller.user_id, "recovery", code).await?;
     if !ok {
         return Err(AppError::BadRequest("Wrong code.".into()));

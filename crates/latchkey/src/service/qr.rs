@@ -66,6 +66,7 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
     };
     let d = &app.settings.device;
     if app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now).await? == Created::CapReached {
+        metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
         return Err(AppError::RateLimited { retry_after: 60 });
     }
     metrics::counter!("latchkey_qr_logins_total").increment(1);
@@ -268,7 +269,8 @@ pub async fn handoff(app: &App, code: &str, browser_secret: &str, web: bool, met
         app,
         NewSession {
             user_id: &user_id,
-            client_id: if web { WEB_CLIENT } else { &a.client_id },
+            // A browser page gets a cookie session; an API client gets tokens it refreshes as the CLI client.
+            client_id: if web { WEB_CLIENT } else { super::clients::CLI_CLIENT },
             scope: a.scope.clone(),
             amr: vec!["qr", "mfa"],
             device,

@@ -75,6 +75,9 @@ async fn the_whole_qr_login_over_a_real_websocket() {
     let r = t.post_json("/api/v1/handoff", json!({ "handoff_code": code, "secret": secret })).await;
     assert_eq!(r.status(), 200);
     let tokens: Value = r.json().await.unwrap();
+    // An API client refreshes its QR tokens as the CLI client.
+    let tokens: Value = t.refresh(&s(&tokens, "refresh_token")).await.json().await.unwrap();
+    assert!(tokens["access_token"].is_string(), "{tokens}");
     let devices: Vec<Value> = t.get_auth("/api/v1/devices", &s(&tokens, "access_token")).await.json().await.unwrap();
     let browser = devices.iter().find(|d| d["current"] == true).unwrap();
     assert_eq!(browser["authorized_by"], "qr");
