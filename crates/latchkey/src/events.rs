@@ -1,6 +1,6 @@
 //! The events interface: one event per state change that someone may be waiting on (a socket,
-//! a poller). In-process broadcast for one instance; a cross-instance implementation plugs in
-//! behind the same trait.
+//! a poller). In-process broadcast for one instance on SQLite; PostgreSQL LISTEN/NOTIFY across
+//! instances, behind the same trait.
 
 use tokio::sync::broadcast;
 
@@ -68,8 +68,10 @@ impl PgEvents {
         use sha2::Digest;
         let opts: sqlx::postgres::PgConnectOptions = url.parse()?;
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(opts).await?;
-        // Channels are database-wide; tie ours to the URL so separate schemas stay apart.
-        let digest = sha2::Sha256::digest(url.as_bytes());
+        // Channels are database-wide; tie ours to the database and schema (not to how the URL
+        // is spelled), so every instance on the same data shares it and separate schemas stay apart.
+        let place: String = sqlx::query_scalar("SELECT current_database() || '/' || current_schema()").fetch_one(&pool).await?;
+        let digest = sha2::Sha256::digest(place.as_bytes());
         let channel = format!("latchkey_{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
         let (tx, _) = broadcast::channel(4096);
         let me = std::sync::Arc::new(Self { tx, pool, channel });

@@ -195,7 +195,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let server = crate::server::Server::build(settings).await?;
     let addr = server.local_addr();
     let app = server.app();
-    tracing::info!(%addr, issuer = %app.issuer, database = %app.settings.database_url(), "latchkey is ready");
+    tracing::info!(%addr, issuer = %app.issuer, database = %redact(&app.settings.database_url()), "latchkey is ready");
     println!("latchkey listening on http://{addr}  (issuer {})", app.issuer);
     server.run(crate::server::shutdown_signal()).await
 }
@@ -280,4 +280,28 @@ async fn audit(settings: Settings, limit: i64, json: bool) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// A database URL for logs: any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(super::redact("postgres://u:secret@db:5432/x"), "postgres://u:***@db:5432/x");
+        assert_eq!(super::redact("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(super::redact("sqlite:///var/x.db"), "sqlite:///var/x.db");
+    }
 }

@@ -27,14 +27,15 @@ impl FromRequestParts<AppState> for ClientMeta {
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
 /// right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
 fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = peer?;
+    // `[::]` listeners see IPv4 clients as ::ffff:a.b.c.d; compare them as plain IPv4.
+    let peer = peer?.to_canonical();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
     let Some(xff) = xff else { return Some(peer) };
     let mut last = peer;
     for hop in xff.rsplit(',').map(str::trim) {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) if trusted.contains(&ip) => last = ip,
             Ok(ip) => return Some(ip),
             Err(_) => break,
