@@ -1,13 +1,21 @@
 //! Load benchmark: starts the real `latchkey` binary on a fresh data directory and measures
-//! password logins against the argon2 bound, a login flood, refresh grants, CPU and memory. It
-//! prints figures and never asserts. Run with `cargo bench -p latchkey --bench load` (about
-//! 55 s after the build); docs/performance.md has the last results.
+//! password logins against the argon2 bound, a login flood, refresh grants, CPU and memory; then,
+//! on a second fresh server, the device grant (issue 3): device authorization requests and
+//! pending device-token polls, first with 64 in-process clients, then with wrk and the peer's
+//! settings (`wrk -t1 -c32|64 -d5s`), and right after that the peer itself (oidc-provider, its
+//! own bench.sh with the same settings, `STORE=map` and `lru`), for a side-by-side table. It
+//! prints figures and never asserts. Run with `cargo bench -p latchkey --bench load` (about 6
+//! minutes after the build); docs/performance.md has the last results.
 //!
-//! The load generator runs in this process on a multi-thread tokio runtime with one pooled
+//! The in-process load generator runs on a multi-thread tokio runtime with one pooled
 //! (keep-alive) reqwest client, and shares the machine's cores with the server, as the peer
 //! figures (wrk on the same machine) do. CPU and thread states come from /proc, so Linux only.
 //! `MALLOC_*` variables pass through to the server (useful for allocator experiments);
-//! `LATCHKEY_*` and `RUST_LOG` do not. `PEER_FIGURES` names another peer-figures file.
+//! `LATCHKEY_*` and `RUST_LOG` do not: the server runs with `SERVER_SETTINGS`, which raise the
+//! rate limits, and the output says so. `PEER_DIR` names the peer's folder (default
+//! `../shared/peers/oidc-provider` next to the repository), `PEER_FIGURES` another recorded
+//! peer-figures file, and `LOAD_PEER=0` leaves the peer out. Without wrk (`apt-get install -y
+//! wrk`) the wrk and peer parts are left out.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::collections::BTreeMap;
@@ -30,6 +38,8 @@ const ARGON_P: u32 = 1;
 
 const ARGON_SECS: f64 = 5.0;
 const WARMUP: Duration = Duration::from_secs(1);
+/// The longest wait for a quiet machine before each scenario (bench.sh's `QUIET_WAIT`).
+const QUIET_WAIT: Duration = Duration::from_secs(60);
 const LOGIN_CLIENTS: usize = 32;
 const LOGIN_SECS: u64 = 10;
 const OVERLOAD_CLIENTS: usize = 256;
@@ -41,6 +51,41 @@ const REFRESH_SERIAL_SECS: u64 = 3;
 const LOGIN_TARGET_RATIO: f64 = 0.90;
 const REFUSED_P99_TARGET_MS: f64 = 100.0;
 const REFRESH_TARGET_PER_SEC: f64 = 3000.0;
+
+/// The settings the server runs with, beside `log.level = warn`: every client of this benchmark
+/// comes from 127.0.0.1, so the per-IP limits (and the device grant's per-client limit and
+/// pending-request caps) are raised or switched off. The defaults stay safe; the run says so.
+const SERVER_SETTINGS: &[(&str, &str)] = &[
+    ("LATCHKEY_LIMITS__LOGIN_PER_IP_PER_MINUTE", "100000000"),
+    ("LATCHKEY_LIMITS__TOKEN_PER_IP_PER_MINUTE", "100000000"),
+    ("LATCHKEY_LIMITS__REGISTER_PER_IP_PER_HOUR", "100000000"),
+    ("LATCHKEY_DEVICE__CREATE_PER_IP_PER_MINUTE", "100000000"),
+    ("LATCHKEY_DEVICE__CREATE_PER_CLIENT_PER_MINUTE", "100000000"),
+    ("LATCHKEY_DEVICE__PENDING_PER_IP", "0"),
+    ("LATCHKEY_DEVICE__PENDING_TOTAL", "0"),
+    // The shortest polling interval allowed (default 5 s): a code may then be polled once a second
+    // and still be answered `authorization_pending`, so fewer codes are needed for the poll load.
+    ("LATCHKEY_DEVICE__INTERVAL_SECS", "1"),
+];
+
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+const DEVICE_CLIENTS: usize = 64;
+const DEVICE_SECS: u64 = 10;
+/// Pending device codes polled by the reqwest clients, and by wrk: at least this many, so that
+/// each is polled less than once a second (the interval) up to this many polls per second.
+const POLL_CODES_REQWEST: usize = 12_000;
+const POLL_CODES_WRK: usize = 24_000;
+/// The peer's procedure (its FIGURES.md and bench.sh): wrk -t1 -c<N> -d5s, 2 s warm-up, 3 runs,
+/// medians; at its 32 connections and at issue 3's 64.
+const WRK_CONNS: [usize; 2] = [32, 64];
+const WRK_SECS: u64 = 5;
+const WRK_WARMUP_SECS: u64 = 2;
+const WRK_RUNS: usize = 3;
+const PEER_STORES: [&str; 2] = ["map", "lru"];
+/// Issue 3: at least 3 times the peer's throughput (its `STORE=map`, which keeps every code
+/// as we do) on both endpoints at 64 clients, and p99 at most 10 ms.
+const PEER_RATIO_TARGET: f64 = 3.0;
+const DEVICE_P99_TARGET_MS: f64 = 10.0;
 
 /// Status recorded for a request that got no HTTP answer at all.
 const NO_ANSWER: u16 = 0;
@@ -70,9 +115,7 @@ impl Server {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("LATCHKEY_LIMITS__LOGIN_PER_IP_PER_MINUTE", "100000000")
-            .env("LATCHKEY_LIMITS__TOKEN_PER_IP_PER_MINUTE", "100000000")
-            .env("LATCHKEY_LIMITS__REGISTER_PER_IP_PER_HOUR", "100000000")
+        cmd.envs(SERVER_SETTINGS.iter().copied())
             .env("LATCHKEY_LOG__LEVEL", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -230,6 +273,38 @@ fn clock_ticks_per_sec() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// Waits, up to `QUIET_WAIT`, until processes other than this benchmark (and its children) and
+/// the server use less than 15% of the machine, as the peer's bench.sh does before each run: on
+/// a shared machine a build running beside the benchmark halves the figures. Says so when it
+/// waited or gave up.
+fn wait_quiet(server_pid: Option<u32>) {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let ours = || process_ticks("self") + children_ticks() + server_pid.map_or(0, |p| process_ticks(&p.to_string()));
+    let started = Instant::now();
+    loop {
+        let (m0, o0, t0) = (machine_ticks().0, ours(), Instant::now());
+        std::thread::sleep(Duration::from_secs(1));
+        let (m1, o1) = (machine_ticks().0, ours());
+        let others =
+            (m1.saturating_sub(m0) as f64 - o1.saturating_sub(o0) as f64).max(0.0) / (t0.elapsed().as_secs_f64() * clock_ticks_per_sec());
+        let waited = started.elapsed().as_secs();
+        if others < 0.15 * cpus {
+            if waited > 2 {
+                println!("[quiet] waited {waited} s for other processes to calm down");
+            }
+            return;
+        }
+        if started.elapsed() >= QUIET_WAIT {
+            println!("[quiet] WARNING: other processes still use {others:.2} cores after {waited} s; the next figures are disturbed");
+            return;
+        }
+    }
+}
+
+async fn quiet(server_pid: Option<u32>) {
+    tokio::task::spawn_blocking(move || wait_quiet(server_pid)).await.expect("wait_quiet");
+}
+
 /// CPU used in a window, in cores (1.0 = one CPU busy all the time).
 struct CpuUse {
     server: f64,
@@ -294,16 +369,20 @@ struct SqliteStates {
     idle: f64,
     busy_sleep: f64,
     other: f64,
+    /// Share of samples the busiest single SQLite thread was running: with one writer
+    /// connection, that is the writer when the load writes.
+    busiest: f64,
 }
 
 impl SqliteStates {
     fn describe(&self) -> String {
         format!(
-            "SQLite worker threads: running {:.0}%, asleep in the busy handler (waiting for the write lock) {:.0}%, idle {:.0}%, other {:.0}%",
+            "SQLite worker threads: running {:.0}%, asleep in the busy handler (waiting for the write lock) {:.0}%, idle {:.0}%, other {:.0}%; the busiest one running {:.0}%",
             self.running * 100.0,
             self.busy_sleep * 100.0,
             self.idle * 100.0,
-            self.other * 100.0
+            self.other * 100.0,
+            self.busiest * 100.0
         )
     }
 }
@@ -314,6 +393,7 @@ fn sqlite_states(pid: u32, w: Window) -> std::thread::JoinHandle<SqliteStates> {
     std::thread::spawn(move || {
         std::thread::sleep(w.from.saturating_duration_since(Instant::now()));
         let (mut running, mut idle, mut busy, mut other) = (0u64, 0u64, 0u64, 0u64);
+        let mut by_thread: BTreeMap<std::ffi::OsString, (u64, u64)> = BTreeMap::new();
         while Instant::now() < w.end {
             if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
                 for e in dir.flatten() {
@@ -324,7 +404,10 @@ fn sqlite_states(pid: u32, w: Window) -> std::thread::JoinHandle<SqliteStates> {
                     }
                     let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
                     let wchan = std::fs::read_to_string(e.path().join("wchan")).unwrap_or_default();
+                    let t = by_thread.entry(e.file_name()).or_default();
+                    t.1 += 1;
                     if state == "R" {
+                        t.0 += 1;
                         running += 1;
                     } else if wchan.contains("nanosleep") {
                         busy += 1;
@@ -338,7 +421,8 @@ fn sqlite_states(pid: u32, w: Window) -> std::thread::JoinHandle<SqliteStates> {
             std::thread::sleep(Duration::from_millis(5));
         }
         let n = (running + idle + busy + other).max(1) as f64;
-        SqliteStates { running: running as f64 / n, idle: idle as f64 / n, busy_sleep: busy as f64 / n, other: other as f64 / n }
+        let busiest = by_thread.values().map(|(r, k)| *r as f64 / (*k).max(1) as f64).fold(0.0, f64::max);
+        SqliteStates { running: running as f64 / n, idle: idle as f64 / n, busy_sleep: busy as f64 / n, other: other as f64 / n, busiest }
     })
 }
 
@@ -407,16 +491,21 @@ impl Window {
 
 #[derive(Default)]
 struct Samples {
-    /// (status, latency in microseconds) of each answer completed inside the window.
-    all: Vec<(u16, u32)>,
+    /// (status, label, latency in microseconds) of each answer completed inside the window. The
+    /// label tells apart answers with the same status (the OAuth `error` of a device-token poll).
+    all: Vec<(u16, &'static str, u32)>,
 }
 
 impl Samples {
     fn record(&mut self, w: &Window, started: Instant, status: u16) {
+        self.record_as(w, started, status, "");
+    }
+
+    fn record_as(&mut self, w: &Window, started: Instant, status: u16, label: &'static str) {
         let done = Instant::now();
         if done >= w.from && done <= w.end {
             let micros = u32::try_from((done - started).as_micros()).unwrap_or(u32::MAX);
-            self.all.push((status, micros));
+            self.all.push((status, label, micros));
         }
     }
 
@@ -425,29 +514,47 @@ impl Samples {
     }
 
     fn count(&self, keep: impl Fn(u16) -> bool) -> usize {
-        self.all.iter().filter(|(s, _)| keep(*s)).count()
+        self.all.iter().filter(|(s, _, _)| keep(*s)).count()
+    }
+
+    fn count_label(&self, label: &str) -> usize {
+        self.all.iter().filter(|(_, l, _)| *l == label).count()
     }
 
     /// Latency percentile in milliseconds of the answers whose status `keep` accepts.
     fn pct_ms(&self, p: f64, keep: impl Fn(u16) -> bool) -> Option<f64> {
-        let mut v: Vec<u32> = self.all.iter().filter(|(s, _)| keep(*s)).map(|(_, l)| *l).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        let idx = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-        Some(f64::from(v[idx]) / 1000.0)
+        percentile_ms(self.all.iter().filter(|(s, _, _)| keep(*s)).map(|(_, _, l)| *l).collect(), p)
+    }
+
+    /// Latency percentile in milliseconds of the answers whose label `keep` accepts.
+    fn pct_label_ms(&self, p: f64, keep: impl Fn(&str) -> bool) -> Option<f64> {
+        percentile_ms(self.all.iter().filter(|(_, l, _)| keep(l)).map(|(_, _, l)| *l).collect(), p)
     }
 
     fn statuses(&self) -> String {
-        let mut by: BTreeMap<u16, u64> = BTreeMap::new();
-        for (s, _) in &self.all {
-            *by.entry(*s).or_default() += 1;
+        let mut by: BTreeMap<(u16, &str), u64> = BTreeMap::new();
+        for (s, l, _) in &self.all {
+            *by.entry((*s, *l)).or_default() += 1;
         }
-        let parts: Vec<String> =
-            by.iter().map(|(s, n)| if *s == NO_ANSWER { format!("no answer: {n}") } else { format!("{s}: {n}") }).collect();
+        let parts: Vec<String> = by
+            .iter()
+            .map(|((s, l), n)| match (*s, *l) {
+                (NO_ANSWER, _) => format!("no answer: {n}"),
+                (s, "") => format!("{s}: {n}"),
+                (s, l) => format!("{s} {l}: {n}"),
+            })
+            .collect();
         if parts.is_empty() { "none".into() } else { parts.join(", ") }
     }
+}
+
+fn percentile_ms(mut v: Vec<u32>, p: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let idx = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(f64::from(v[idx]) / 1000.0)
 }
 
 fn any(_: u16) -> bool {
@@ -609,6 +716,360 @@ async fn refresh_load(http: &reqwest::Client, server: &Server, tokens: Vec<Strin
 }
 
 // ---------------------------------------------------------------------------------------------
+// Device grant (issue 3): device authorization requests and pending token polls
+
+/// One device authorization request: the status and, on success, the device code.
+async fn device_authorization(http: &reqwest::Client, url: &str) -> (u16, Option<String>) {
+    let resp = match http.post(url).form(&[("client_id", CLIENT_ID)]).send().await {
+        Ok(r) => r,
+        Err(_) => return (NO_ANSWER, None),
+    };
+    let status = resp.status().as_u16();
+    if status != 200 {
+        let _ = resp.bytes().await;
+        return (status, None);
+    }
+    match resp.json::<serde_json::Value>().await {
+        Ok(body) => (status, body["device_code"].as_str().map(str::to_owned)),
+        Err(_) => (NO_ANSWER, None),
+    }
+}
+
+/// The OAuth errors a device-token poll may answer, as labels for the samples.
+const POLL_ERRORS: &[&str] = &["authorization_pending", "slow_down", "access_denied", "expired_token", "invalid_grant", "invalid_client"];
+
+/// One device-token poll: the status and the OAuth `error` of the answer ("" for another answer).
+async fn poll(http: &reqwest::Client, url: &str, device_code: &str) -> (u16, &'static str) {
+    let form = [("grant_type", DEVICE_CODE_GRANT), ("device_code", device_code), ("client_id", CLIENT_ID)];
+    let resp = match http.post(url).form(&form).send().await {
+        Ok(r) => r,
+        Err(_) => return (NO_ANSWER, ""),
+    };
+    let status = resp.status().as_u16();
+    let Ok(body) = resp.bytes().await else { return (NO_ANSWER, "") };
+    let error = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["error"].as_str().map(str::to_owned));
+    (status, error.and_then(|e| POLL_ERRORS.iter().find(|k| **k == e).copied()).unwrap_or(""))
+}
+
+fn pending_poll(label: &str) -> bool {
+    label == "authorization_pending" || label == "slow_down"
+}
+
+/// `clients` clients loop device authorization requests; answers the samples and every device
+/// code obtained (warm-up included), all still pending.
+async fn device_authorization_load(http: &reqwest::Client, server: &Server, clients: usize, w: Window) -> (Samples, Vec<String>) {
+    let url = server.url("/oauth/device_authorization");
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let (mut s, mut codes) = (Samples::default(), Vec::new());
+                while w.open() {
+                    let started = Instant::now();
+                    let (status, code) = device_authorization(&http, &url).await;
+                    s.record(&w, started, status);
+                    codes.extend(code);
+                    if status == NO_ANSWER {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                (s, codes)
+            })
+        })
+        .collect();
+    let (mut parts, mut codes) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (s, c) = t.await.expect("client task");
+        parts.push(s);
+        codes.extend(c);
+    }
+    (Samples::merge(parts), codes)
+}
+
+/// More pending device codes, `n` of them, made by 64 concurrent requests (not measured).
+async fn more_codes(http: &reqwest::Client, server: &Server, n: usize) -> Vec<String> {
+    let url = server.url("/oauth/device_authorization");
+    let each = n.div_ceil(64);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut codes = Vec::with_capacity(each);
+                let mut failures = 0;
+                while codes.len() < each {
+                    match device_authorization(&http, &url).await {
+                        (_, Some(c)) => codes.push(c),
+                        (s, None) => {
+                            failures += 1;
+                            assert!(failures < 100, "device authorization keeps failing with status {s}");
+                        }
+                    }
+                }
+                codes
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.extend(t.await.expect("client task"));
+    }
+    codes
+}
+
+/// Each client polls its own share of `codes` in turn, so a code is polled again only after
+/// the client has polled all its others.
+async fn poll_load(http: &reqwest::Client, server: &Server, codes: Vec<String>, clients: usize, w: Window) -> Samples {
+    let url = server.url("/oauth/token");
+    let per = codes.len().div_ceil(clients).max(1);
+    let shares: Vec<Vec<String>> = codes.chunks(per).map(<[String]>::to_vec).collect();
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut s = Samples::default();
+                for code in share.iter().cycle() {
+                    if !w.open() {
+                        break;
+                    }
+                    let started = Instant::now();
+                    let (status, label) = poll(&http, &url, code).await;
+                    s.record_as(&w, started, status, label);
+                    if status == NO_ANSWER {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                s
+            })
+        })
+        .collect();
+    let mut parts = Vec::new();
+    for t in tasks {
+        parts.push(t.await.expect("client task"));
+    }
+    Samples::merge(parts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk: the load generator of the peer figures, on our server and on the peer
+
+/// CPU ticks of this process's children that have been waited for (wrk, once it ended).
+fn children_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some(close) = stat.rfind(')') else { return 0 };
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // cutime is field 16, cstime field 17.
+    let at = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    at(13) + at(14)
+}
+
+/// The `key=value` fields of a `RESULT` line printed by the wrk scripts or by the peer's bench.sh.
+fn fields(line: &str) -> BTreeMap<String, f64> {
+    line.split_whitespace().filter_map(|kv| kv.split_once('=')).filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?))).collect()
+}
+
+/// One wrk run on our server: wrk's figures, and the CPU used by the server, by wrk and by
+/// everything else, in cores.
+struct WrkRun {
+    f: BTreeMap<String, f64>,
+    server_cpu: f64,
+    wrk_cpu: f64,
+    others: f64,
+}
+
+impl WrkRun {
+    fn get(&self, k: &str) -> f64 {
+        self.f.get(k).copied().unwrap_or(f64::NAN)
+    }
+}
+
+fn wrk_available() -> bool {
+    Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// `wrk -t1 -c<conns> -d<secs>s --timeout 10s -s <script> <url>` with `env`, as the peer's bench.sh
+/// runs it.
+fn run_wrk(
+    script: &std::path::Path,
+    url: &str,
+    env: &[(&str, String)],
+    conns: usize,
+    secs: u64,
+    server_pid: u32,
+) -> Result<WrkRun, String> {
+    let (s0, c0, m0) = (process_ticks(&server_pid.to_string()), children_ticks(), machine_ticks());
+    let started = Instant::now();
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "10s", "-s"])
+        .arg(script)
+        .arg(url)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let ticks = started.elapsed().as_secs_f64() * clock_ticks_per_sec();
+    let (s1, c1, m1) = (process_ticks(&server_pid.to_string()), children_ticks(), machine_ticks());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find(|l| l.starts_with("RESULT ")) else {
+        return Err(format!("wrk printed no RESULT line: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    };
+    let (server_cpu, wrk_cpu) = (s1.saturating_sub(s0) as f64 / ticks, c1.saturating_sub(c0) as f64 / ticks);
+    let others = (m1.0.saturating_sub(m0.0) as f64 / ticks - server_cpu - wrk_cpu).max(0.0);
+    Ok(WrkRun { f: fields(line), server_cpu, wrk_cpu, others })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// One line of the comparison: an endpoint at one concurrency, on one server, as medians over
+/// the runs (the median rps and the median p99 may come from different runs, as in bench.sh).
+#[derive(Clone)]
+struct Measured {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    /// Server CPU in cores (1.0 = one CPU busy all the time).
+    server_cpu: f64,
+    /// CPU used by other processes than the server and wrk, in cores: 0 on a quiet machine.
+    others: f64,
+    /// What the answers were, summed over the runs.
+    answers: String,
+}
+
+impl Measured {
+    fn per_cpu_second(&self) -> f64 {
+        self.rps / self.server_cpu
+    }
+}
+
+/// bench.sh's procedure on our server: a warm-up run, then `WRK_RUNS` runs, medians.
+async fn wrk_series(
+    script: PathBuf,
+    url: String,
+    env: Vec<(&'static str, String)>,
+    conns: usize,
+    pid: u32,
+    label: String,
+) -> Option<Measured> {
+    tokio::task::spawn_blocking(move || {
+        let mut runs = Vec::new();
+        for i in 0..=WRK_RUNS {
+            // A wait for a quiet machine first, as in bench.sh (at least a second, so that a
+            // new pass over the poll codes comes more than the polling interval after the last).
+            wait_quiet(Some(pid));
+            let secs = if i == 0 { WRK_WARMUP_SECS } else { WRK_SECS };
+            match run_wrk(&script, &url, &env, conns, secs, pid) {
+                Ok(r) if i == 0 => {
+                    println!("[wrk] {label} warm-up {secs} s: rps={:.0}", r.get("rps"));
+                }
+                Ok(r) => {
+                    println!(
+                        "[wrk] {label} run {i}: rps={:.1} p50_ms={:.3} p99_ms={:.3} max_ms={:.1} unexpected={} socket_errors={}{} server_cpu={:.2} wrk_cpu={:.2} others={:.2}",
+                        r.get("rps"),
+                        r.get("p50_ms"),
+                        r.get("p99_ms"),
+                        r.get("max_ms"),
+                        r.get("unexpected"),
+                        r.get("socket_errors"),
+                        r.f.get("pending").map(|p| format!(" pending={p} slow_down={}", r.get("slow_down"))).unwrap_or_default(),
+                        r.server_cpu,
+                        r.wrk_cpu,
+                        r.others
+                    );
+                    runs.push(r);
+                }
+                Err(e) => {
+                    println!("[wrk] {label}: {e}");
+                    return None;
+                }
+            }
+        }
+        let sum = |k: &str| runs.iter().map(|r| r.get(k)).filter(|x| !x.is_nan()).sum::<f64>();
+        let mut answers = format!("{:.0} requests, {:.0} unexpected, {:.0} socket errors", sum("requests"), sum("unexpected"), sum("socket_errors"));
+        if runs.iter().any(|r| r.f.contains_key("pending")) {
+            let _ = write!(answers, " ({:.0} authorization_pending, {:.0} slow_down)", sum("pending"), sum("slow_down"));
+        }
+        Some(Measured {
+            rps: median(runs.iter().map(|r| r.get("rps")).collect()),
+            p50: median(runs.iter().map(|r| r.get("p50_ms")).collect()),
+            p99: median(runs.iter().map(|r| r.get("p99_ms")).collect()),
+            server_cpu: median(runs.iter().map(|r| r.server_cpu).collect()),
+            others: median(runs.iter().map(|r| r.others).collect()),
+            answers,
+        })
+    })
+    .await
+    .expect("wrk runs")
+}
+
+/// The peer's figures from one run of its bench.sh.
+struct PeerRun {
+    device_authorization: Measured,
+    token_poll: Measured,
+    rss: String,
+    versions: String,
+}
+
+/// Runs the peer's own bench.sh (it starts and stops its server), with our wrk settings.
+fn run_peer(dir: &std::path::Path, store: &str, conns: usize) -> Result<PeerRun, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())?;
+    let mut child = Command::new("bash")
+        .arg(dir.join("bench.sh"))
+        .env("PORT", port.to_string())
+        .env("STORE", store)
+        .env("CONNS", conns.to_string())
+        .env("THREADS", "1")
+        .env("DURATION", WRK_SECS.to_string())
+        .env("WARMUP", WRK_WARMUP_SECS.to_string())
+        .env("RUNS", WRK_RUNS.to_string())
+        .env_remove("DA_BODY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Its complaints go straight to ours (a pipe nobody reads could fill up and block it).
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run bash {}: {e}", dir.join("bench.sh").display()))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        println!("[peer {store} c{conns}] {line}");
+        lines.push(line);
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("bench.sh failed ({status}); its messages are above"));
+    }
+    let medians = |name: &str| -> Result<Measured, String> {
+        let line = lines.iter().find(|l| l.starts_with(&format!("median {name}:"))).ok_or(format!("no median line for {name}"))?;
+        let f = fields(line);
+        let get = |k: &str| f.get(k).copied().unwrap_or(f64::NAN);
+        Ok(Measured {
+            rps: get("rps"),
+            p50: get("p50_ms"),
+            p99: get("p99_ms"),
+            server_cpu: get("server_cpu_pct") / 100.0,
+            others: get("other_cpu_pct") / 100.0 * std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+            answers: format!("{WRK_RUNS} runs, none unexpected (bench.sh stops on any)"),
+        })
+    };
+    let rss = lines.iter().find_map(|l| l.strip_prefix("server rss after load: ")).unwrap_or("?").to_owned();
+    let versions = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("# oidc-provider "))
+        .map(|v| v.split(", store").next().unwrap_or(v).to_owned())
+        .unwrap_or_default();
+    Ok(PeerRun { device_authorization: medians("device_authorization")?, token_poll: medians("token_poll")?, rss, versions })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 
 fn machine() -> String {
@@ -642,6 +1103,19 @@ fn peer_rows(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a form body.
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
@@ -656,6 +1130,7 @@ async fn main() {
 
     // 1. The argon2 bound, before the server starts so nothing competes with it.
     println!("\n[argon2] {cpus} threads hashing with argon2id m={ARGON_M_KIB} KiB t={ARGON_T} p={ARGON_P} for {ARGON_SECS} s ...");
+    quiet(None).await;
     let bound = tokio::task::spawn_blocking(move || argon2_bound(cpus)).await.expect("argon2 bound");
     println!("[argon2] {bound:.1} hashes/s");
 
@@ -689,6 +1164,7 @@ async fn main() {
 
     // 3. Password logins.
     println!("\n[logins] {LOGIN_CLIENTS} clients, {}s warm-up + {LOGIN_SECS} s ...", WARMUP.as_secs());
+    quiet(Some(server.pid)).await;
     let w = Window::new(WARMUP, Duration::from_secs(LOGIN_SECS));
     let (logins, cpu_logins) = tokio::join!(login_load(&http, &server, LOGIN_CLIENTS, w), cpu_during(server.pid, w));
     let login_rate = logins.count(ok) as f64 / w.secs();
@@ -707,6 +1183,7 @@ async fn main() {
     // The argon2 bound again, right after (the server is idle): the speed of a shared VM drifts,
     // so the logins are compared with the mean of the bounds measured just before and after.
     println!("\n[argon2] again, right after the logins ...");
+    quiet(Some(server.pid)).await;
     let bound_after = tokio::task::spawn_blocking(move || argon2_bound(cpus)).await.expect("argon2 bound");
     println!("[argon2] {bound_after:.1} hashes/s");
     let bound_mean = (bound + bound_after) / 2.0;
@@ -715,6 +1192,7 @@ async fn main() {
 
     // 4. Overload: far more login clients than the hash pool admits.
     println!("\n[overload] {OVERLOAD_CLIENTS} login clients for {OVERLOAD_SECS} s ...");
+    quiet(Some(server.pid)).await;
     let w = Window::new(Duration::ZERO, Duration::from_secs(OVERLOAD_SECS));
     let (over, cpu_over) = tokio::join!(login_load(&http, &server, OVERLOAD_CLIENTS, w), cpu_during(server.pid, w));
     let over_ok = over.count(ok);
@@ -738,6 +1216,7 @@ async fn main() {
     // 5. Refresh grants: one client alone (the latency floor), then 32.
     println!("\n[refresh] 1 client, 0.5 s warm-up + {REFRESH_SERIAL_SECS} s ...");
     let tokens = first_tokens(&http, &server, 1).await;
+    quiet(Some(server.pid)).await;
     let w = Window::new(Duration::from_millis(500), Duration::from_secs(REFRESH_SERIAL_SECS));
     let states = sqlite_states(server.pid, w);
     let (serial, cpu_serial) = tokio::join!(refresh_load(&http, &server, tokens, w), cpu_during(server.pid, w));
@@ -755,6 +1234,7 @@ async fn main() {
     let rss_before_refresh = rss_kib(server.pid).unwrap_or(0);
     rss.take_peak();
     let tokens = first_tokens(&http, &server, REFRESH_CLIENTS).await;
+    quiet(Some(server.pid)).await;
     let w = Window::new(WARMUP, Duration::from_secs(REFRESH_SECS));
     let states = sqlite_states(server.pid, w);
     let (run, cpu_refresh) = tokio::join!(refresh_load(&http, &server, tokens, w), cpu_during(server.pid, w));
@@ -838,11 +1318,12 @@ async fn main() {
     for (label, st) in [("refresh, 1 client", &states_serial), ("refresh", &states_refresh)] {
         let _ = writeln!(
             t,
-            "| SQLite worker threads during {label}: running / asleep in busy handler / idle / other | {:.0}% / {:.0}% / {:.0}% / {:.0}% | - |",
+            "| SQLite worker threads during {label}: running / asleep in busy handler / idle / other; busiest thread running | {:.0}% / {:.0}% / {:.0}% / {:.0}%; {:.0}% | - |",
             st.running * 100.0,
             st.busy_sleep * 100.0,
             st.idle * 100.0,
-            st.other * 100.0
+            st.other * 100.0,
+            st.busiest * 100.0
         );
     }
     let _ = writeln!(t, "| server RSS idle after start | {} | - |", mib(rss_idle));
@@ -866,27 +1347,311 @@ async fn main() {
         println!("    server: {l}");
     }
 
-    // 7. Peers, for context only.
-    let peers_path = std::env::var("PEER_FIGURES").unwrap_or_else(|_| "/work/shared/peers/FIGURES.md".into());
+    // 7. The device grant (issue 3) on a fresh server: 64 reqwest clients, then wrk.
+    let server = Server::start();
+    println!("\n[device] fresh server, pid {} at {}", server.pid, server.base);
+    let rss = RssSampler::start(server.pid);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dev_rss_idle = rss_kib(server.pid).unwrap_or(0);
+    rss.take_peak();
+
+    println!("\n[device_authorization] {DEVICE_CLIENTS} clients, {}s warm-up + {DEVICE_SECS} s ...", WARMUP.as_secs());
+    quiet(Some(server.pid)).await;
+    let w = Window::new(WARMUP, Duration::from_secs(DEVICE_SECS));
+    let states = sqlite_states(server.pid, w);
+    let ((da, mut codes), cpu_da) = tokio::join!(device_authorization_load(&http, &server, DEVICE_CLIENTS, w), cpu_during(server.pid, w));
+    let states_da = states.join().expect("sampler");
+    let da_rate = da.count(ok) as f64 / w.secs();
+    let da_p99 = da.pct_ms(0.99, any);
+    let rss_da = rss.take_peak();
     println!(
-        "\n## For context: peer figures (from {peers_path})\n\n\
-         Not the same measurement: the peers were loaded with wrk on device_authorization and on \
-         a pending device-token poll, not on password login or the refresh grant. Shown beside \
-         our refresh grant, the closest thing we measure (a token-endpoint POST).\n"
+        "[device_authorization] {da_rate:.0}/s, p50 {} p99 {}, statuses {}, peak RSS {}",
+        ms(da.pct_ms(0.50, any)),
+        ms(da_p99),
+        da.statuses(),
+        mib(rss_da)
     );
+    println!("[device_authorization] CPU: {}", cpu_da.describe());
+    println!("[device_authorization] {}", states_da.describe());
+
+    // Pending codes to poll: those just made, and more if needed. A third for the reqwest
+    // clients, the rest for wrk.
+    let need = POLL_CODES_REQWEST + POLL_CODES_WRK;
+    if codes.len() < need {
+        println!("[device] making {} more pending device codes for the polls ...", need - codes.len());
+        let more = more_codes(&http, &server, need - codes.len()).await;
+        codes.extend(more);
+    }
+    let wrk_codes = codes.split_off(codes.len() * POLL_CODES_REQWEST / need);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    println!(
+        "\n[polls] {DEVICE_CLIENTS} clients polling {} pending codes in turn ({} each), {}s warm-up + {DEVICE_SECS} s ...",
+        codes.len(),
+        codes.len().div_ceil(DEVICE_CLIENTS),
+        WARMUP.as_secs()
+    );
+    let poll_codes = codes.len();
+    quiet(Some(server.pid)).await;
+    let w = Window::new(WARMUP, Duration::from_secs(DEVICE_SECS));
+    let states = sqlite_states(server.pid, w);
+    let (polls, cpu_polls) = tokio::join!(poll_load(&http, &server, codes, DEVICE_CLIENTS, w), cpu_during(server.pid, w));
+    let states_polls = states.join().expect("sampler");
+    let polls_pending = polls.count_label("authorization_pending");
+    let polls_slow = polls.count_label("slow_down");
+    let polls_other = polls.all.len() - polls_pending - polls_slow;
+    let poll_rate = (polls_pending + polls_slow) as f64 / w.secs();
+    let poll_p99 = polls.pct_label_ms(0.99, pending_poll);
+    let rss_polls = rss.take_peak();
+    println!(
+        "[polls] {poll_rate:.0}/s pending answers ({polls_pending} authorization_pending, {polls_slow} slow_down, {polls_other} other), \
+         p50 {} p99 {} (authorization_pending only: p50 {} p99 {}), statuses {}, peak RSS {}",
+        ms(polls.pct_label_ms(0.50, pending_poll)),
+        ms(poll_p99),
+        ms(polls.pct_label_ms(0.50, |l| l == "authorization_pending")),
+        ms(polls.pct_label_ms(0.99, |l| l == "authorization_pending")),
+        polls.statuses(),
+        mib(rss_polls)
+    );
+    println!("[polls] CPU: {}", cpu_polls.describe());
+    println!("[polls] {}", states_polls.describe());
+
+    // The same endpoints under wrk, with the peer's settings and its post_form.lua.
+    let peer_dir = std::env::var("PEER_DIR")
+        .map_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/peers/oidc-provider")), PathBuf::from);
+    let peer_dir = peer_dir.canonicalize().unwrap_or(peer_dir);
+    let post_form = peer_dir.join("wrk/post_form.lua");
+    let post_bodies = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/post_bodies.lua"));
+    let post_bodies = post_bodies.canonicalize().unwrap_or(post_bodies);
+    let have_wrk = wrk_available();
+    let mut ours: BTreeMap<(&str, usize), Measured> = BTreeMap::new();
+    if !have_wrk {
+        println!("\n[wrk] wrk is not installed (apt-get install -y wrk): the side-by-side comparison is left out");
+    } else if !post_form.exists() {
+        println!("\n[wrk] {} is missing (set PEER_DIR): the side-by-side comparison is left out", post_form.display());
+    } else {
+        let bodies_dir = tempfile::tempdir().expect("temp dir");
+        let bodies = bodies_dir.path().join("poll_bodies.txt");
+        let mut text = String::new();
+        for c in &wrk_codes {
+            let _ = writeln!(
+                text,
+                "grant_type={}&device_code={}&client_id={}",
+                urlencode(DEVICE_CODE_GRANT),
+                urlencode(c),
+                urlencode(CLIENT_ID)
+            );
+        }
+        std::fs::write(&bodies, text).expect("poll bodies");
+        println!(
+            "\n[wrk] wrk -t1 -c<N> -d{WRK_SECS}s --timeout 10s, {WRK_WARMUP_SECS} s warm-up + {WRK_RUNS} runs (medians), as the peer's bench.sh; \
+             device_authorization with {}, pending polls rotating over {} codes with {}",
+            post_form.display(),
+            wrk_codes.len(),
+            post_bodies.display()
+        );
+        for conns in WRK_CONNS {
+            let env = vec![
+                ("WRK_BODY", format!("client_id={CLIENT_ID}")),
+                ("WRK_EXPECT_STATUS", "200".to_owned()),
+                ("WRK_EXPECT_BODY", "\"device_code\"".to_owned()),
+            ];
+            let url = server.url("/oauth/device_authorization");
+            if let Some(m) = wrk_series(post_form.clone(), url, env, conns, server.pid, format!("device_authorization c{conns}")).await {
+                ours.insert(("device_authorization", conns), m);
+            }
+            let env = vec![("WRK_BODIES_FILE", bodies.display().to_string())];
+            let url = server.url("/oauth/token");
+            if let Some(m) = wrk_series(post_bodies.clone(), url, env, conns, server.pid, format!("pending poll c{conns}")).await {
+                ours.insert(("pending poll", conns), m);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dev_rss_after = rss_kib(server.pid).unwrap_or(0);
+    let dev_rss_peak = rss.overall();
+    drop(rss);
+    let dev_log = server.log_lines();
+    drop(server);
+
+    // 8. The peer, its own bench.sh with the same wrk settings, right after.
+    let mut peers: Vec<(&str, usize, PeerRun)> = Vec::new();
+    if std::env::var("LOAD_PEER").is_ok_and(|v| v == "0") {
+        println!("\n[peer] LOAD_PEER=0: the peer is not run");
+    } else if !have_wrk || !peer_dir.join("bench.sh").exists() {
+        println!("\n[peer] no wrk or no {}: the peer is not run", peer_dir.join("bench.sh").display());
+    } else {
+        for conns in WRK_CONNS {
+            for store in PEER_STORES {
+                println!("\n[peer] STORE={store} CONNS={conns} bash {} (about 45 s) ...", peer_dir.join("bench.sh").display());
+                let dir = peer_dir.clone();
+                match tokio::task::spawn_blocking(move || run_peer(&dir, store, conns)).await.expect("peer run") {
+                    Ok(r) => peers.push((store, conns, r)),
+                    Err(e) => println!("[peer] STORE={store} CONNS={conns}: {e}"),
+                }
+            }
+        }
+    }
+
+    // 9. The device tables.
+    let mut t = String::new();
+    let _ = writeln!(t, "\n## Device grant (issue 3)\n");
+    let _ = writeln!(
+        t,
+        "Fresh server and data directory. Settings for this run (rate limits are configuration; the defaults stay safe): {}.\n",
+        SERVER_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(t, "| figure | measured | target |");
+    let _ = writeln!(t, "|---|---:|---|");
+    let _ =
+        writeln!(t, "| device_authorization/s, {DEVICE_CLIENTS} reqwest clients, {DEVICE_SECS} s | {da_rate:.0} | see the comparison |");
+    let _ = writeln!(
+        t,
+        "| device_authorization latency p50 / p99 | {} / {} | p99 <= {DEVICE_P99_TARGET_MS:.0} ms: {} |",
+        ms(da.pct_ms(0.50, any)),
+        ms(da_p99),
+        verdict(da_p99.is_some_and(|p| p <= DEVICE_P99_TARGET_MS))
+    );
+    let _ = writeln!(t, "| device_authorization statuses | {} | all 200 |", da.statuses());
+    let _ = writeln!(
+        t,
+        "| pending polls/s, {DEVICE_CLIENTS} reqwest clients, {poll_codes} codes in turn, {DEVICE_SECS} s | {poll_rate:.0} | see the comparison |"
+    );
+    let _ = writeln!(
+        t,
+        "| pending poll latency p50 / p99 (authorization_pending and slow_down) | {} / {} | p99 <= {DEVICE_P99_TARGET_MS:.0} ms: {} |",
+        ms(polls.pct_label_ms(0.50, pending_poll)),
+        ms(poll_p99),
+        verdict(poll_p99.is_some_and(|p| p <= DEVICE_P99_TARGET_MS))
+    );
+    let _ = writeln!(t, "| poll answers | {} | all authorization_pending |", polls.statuses());
+    for (label, c) in [("device_authorization", &cpu_da), ("pending polls", &cpu_polls)] {
+        let _ = writeln!(
+            t,
+            "| CPU during {label}: server / load generator / others / steal (of {cpus} cores) | {:.2} / {:.2} / {:.2} / {:.2} | - |",
+            c.server, c.generator, c.others, c.steal
+        );
+    }
+    for (label, c, n) in [("device_authorization", &cpu_da, da.count(ok)), ("pending polls", &cpu_polls, polls_pending + polls_slow)] {
+        let per = if n > 0 { c.server * DEVICE_SECS as f64 / n as f64 * 1e6 } else { f64::NAN };
+        let _ = writeln!(t, "| server CPU per request, {label} | {per:.0} µs | - |");
+    }
+    for (label, st) in [("device_authorization", &states_da), ("pending polls", &states_polls)] {
+        let _ = writeln!(
+            t,
+            "| SQLite worker threads during {label}: running / asleep in busy handler / idle / other; busiest thread running | {:.0}% / {:.0}% / {:.0}% / {:.0}%; {:.0}% | - |",
+            st.running * 100.0,
+            st.busy_sleep * 100.0,
+            st.idle * 100.0,
+            st.other * 100.0,
+            st.busiest * 100.0
+        );
+    }
+    let _ = writeln!(
+        t,
+        "| server RSS idle / peak during device_authorization / polls / after all (wrk too) / peak overall | {} / {} / {} / {} / {} | - |",
+        mib(dev_rss_idle),
+        mib(rss_da),
+        mib(rss_polls),
+        mib(dev_rss_after),
+        mib(dev_rss_peak)
+    );
+    let _ = writeln!(t, "| server stderr lines (warn and above) | {} | - |", dev_log.len());
+    print!("{t}");
+    for l in dev_log.iter().take(5) {
+        println!("    server: {l}");
+    }
+
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n## Latchkey vs oidc-provider, same load generator, same run\n\n\
+         wrk -t1 -c<N> -d{WRK_SECS}s, {WRK_WARMUP_SECS} s warm-up, medians of {WRK_RUNS} runs; server and wrk share the {cpus} cores. \
+         Latchkey: POST /oauth/device_authorization (client_id={CLIENT_ID}) with the peer's post_form.lua, and POST /oauth/token \
+         device-code polls rotating over {} pending codes (bench/post_bodies.lua). Peer: its bench.sh (POST /device/auth; POST /token \
+         polling one pending code, which it never slows down). CPU in cores, medians over the runs; \
+         others: processes other than the server and wrk (0 on a quiet machine).\n",
+        wrk_codes.len()
+    );
+    let _ = writeln!(
+        t,
+        "| endpoint | wrk -c | server | req/s | p50 | p99 | server CPU | req per server CPU-s | others CPU | latchkey ÷ this | answers |"
+    );
+    let _ = writeln!(t, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let fmt_ms = |v: f64| if v.is_nan() { "-".to_owned() } else { format!("{v:.2} ms") };
+    let mut verdicts = Vec::new();
+    for endpoint in ["device_authorization", "pending poll"] {
+        for conns in WRK_CONNS {
+            let Some(o) = ours.get(&(endpoint, conns)) else { continue };
+            let _ = writeln!(
+                t,
+                "| {endpoint} | {conns} | latchkey | {:.0} | {} | {} | {:.2} | {:.0} | {:.2} | - | {} |",
+                o.rps,
+                fmt_ms(o.p50),
+                fmt_ms(o.p99),
+                o.server_cpu,
+                o.per_cpu_second(),
+                o.others,
+                o.answers
+            );
+            for (store, c, p) in &peers {
+                if *c != conns {
+                    continue;
+                }
+                let m = if endpoint == "device_authorization" { &p.device_authorization } else { &p.token_poll };
+                let _ = writeln!(
+                    t,
+                    "| {endpoint} | {conns} | oidc-provider STORE={store} | {:.0} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2}× | {} |",
+                    m.rps,
+                    fmt_ms(m.p50),
+                    fmt_ms(m.p99),
+                    m.server_cpu,
+                    m.per_cpu_second(),
+                    m.others,
+                    o.rps / m.rps,
+                    m.answers
+                );
+                if *store == "map" && conns == DEVICE_CLIENTS {
+                    verdicts.push(format!(
+                        "- {endpoint}, {conns} connections: {:.2}× oidc-provider STORE=map ({:.0} vs {:.0} req/s): >= {PEER_RATIO_TARGET:.0}× {}; \
+                         p99 {} vs <= {DEVICE_P99_TARGET_MS:.0} ms: {}",
+                        o.rps / m.rps,
+                        o.rps,
+                        m.rps,
+                        verdict(o.rps >= PEER_RATIO_TARGET * m.rps),
+                        fmt_ms(o.p99),
+                        verdict(o.p99 <= DEVICE_P99_TARGET_MS)
+                    ));
+                }
+            }
+        }
+    }
+    if ours.is_empty() {
+        let _ = writeln!(t, "(no wrk runs)");
+    }
+    let _ = writeln!(t, "\nTargets (issue 3, at {DEVICE_CLIENTS} clients, against STORE=map, which keeps every code as we do):");
+    if verdicts.is_empty() {
+        let _ = writeln!(t, "- not judged: no peer figures from this run");
+    }
+    for v in &verdicts {
+        let _ = writeln!(t, "{v}");
+    }
+    if let Some((_, _, p)) = peers.first() {
+        let rss: Vec<String> = peers.iter().map(|(store, conns, p)| format!("STORE={store} c{conns} {}", p.rss)).collect();
+        let _ = writeln!(t, "\nPeer: oidc-provider {}. Its RSS after load: {}.", p.versions, rss.join("; "));
+    }
+    print!("{t}");
+
+    // 10. The recorded peer figures, Rauthy included (it cannot be rerun from here).
+    let peers_path = std::env::var("PEER_FIGURES").unwrap_or_else(|_| peer_dir.join("../FIGURES.md").display().to_string());
+    println!("\n## Recorded peer figures (from {peers_path}; wrk -t1 -c32 -d5s, not this run)\n");
     match std::fs::read_to_string(&peers_path) {
         Ok(text) => {
             let rows = peer_rows(&text);
-            println!("| server | endpoint measured | req/s | p99 | RSS |");
-            println!("|---|---|---:|---:|---:|");
-            println!(
-                "| latchkey (this run, {REFRESH_CLIENTS} reqwest clients) | refresh grant, POST /oauth/token | {refresh_rate:.0} | {} | {} peak |",
-                ms(refresh_p99),
-                mib(rss_peak)
-            );
+            println!("| peer | device_authorization req/s | p99 | pending poll req/s | p99 | RSS after load |");
+            println!("|---|---:|---:|---:|---:|---:|");
             for r in &rows {
-                println!("| {} (peer) | device_authorization | {} | {} ms | {} after load |", r[0], r[1], r[2], r[5]);
-                println!("| {} (peer) | pending token poll | {} | {} ms | |", r[0], r[3], r[4]);
+                println!("| {} | {} | {} ms | {} | {} ms | {} |", r[0], r[1], r[2], r[3], r[4], r[5]);
             }
             if rows.is_empty() {
                 println!("(no table found in {peers_path})");
