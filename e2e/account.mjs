@@ -7,118 +7,40 @@
 // Exits 0 when every check holds; otherwise prints why and exits 1. Run by
 // crates/latchkey/tests/pages.rs. Uses Debian's Chromium; never downloads a browser.
 
-import { chromium } from 'playwright-core';
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
-
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === '') throw new Error(`env var ${name} is not set`);
-  return v;
-};
-
-class CheckFailed extends Error {}
-
-const check = (ok, why) => {
-  if (!ok) throw new CheckFailed(why);
-};
+import {
+  env, check, checkCsp, horizontalOverflow, screenshot, watchedPage, baseUrl, screenshotDir, withBrowser, main, DESKTOP, PHONE,
+} from './lib.mjs';
 
 const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-
-function checkCsp(response, what) {
-  check(response, `${what}: no response`);
-  const csp = response.headers()['content-security-policy'];
-  check(csp, `${what}: no Content-Security-Policy header`);
-  check(/(^|;)\s*frame-ancestors\s+'none'\s*(;|$)/.test(csp), `${what}: CSP lacks frame-ancestors 'none': ${csp}`);
-}
 
 async function deviceNames(page) {
   return page.$$eval('li.device .device-name', (els) => els.map((e) => e.textContent.trim()));
 }
 
-/** Any content sticking out sideways: the page would scroll horizontally on this viewport. */
-async function horizontalOverflow(page) {
-  return page.evaluate(() => {
-    const doc = document.documentElement;
-    return doc.scrollWidth > doc.clientWidth ? `${doc.scrollWidth}px wide in a ${doc.clientWidth}px viewport` : null;
-  });
-}
-
-async function screenshot(page, dir, name) {
-  if (!dir) return;
-  const file = path.join(dir, name);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
-
 async function run() {
-  const base = env('BASE').replace(/\/+$/, '');
+  const base = baseUrl();
   const email = env('EMAIL');
   const password = env('PASSWORD');
   const other = env('OTHER_DEVICE');
-  const shots = process.env.SCREENSHOT_DIR || '';
-  const executablePath = env('CHROMIUM', '/usr/bin/chromium');
-  if (shots) await mkdir(shots, { recursive: true });
+  const shots = await screenshotDir();
 
-  const browser = await chromium.launch({ executablePath, args: ARGS, headless: true, timeout: 30_000 });
-  try {
+  await withBrowser(async (browser) => {
     const context = await browser.newContext({ viewport: DESKTOP });
-    const page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.setDefaultNavigationTimeout(15_000);
-
-    // Console errors that name the CSP mean the page tries something its own policy forbids.
-    const cspViolations = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-    });
+    const w = await watchedPage(context);
+    const { page, clickAndLand } = w;
     const failedCss = [];
-    // Every top-level navigation, for the failure message and to find the page's response.
-    const navs = [];
     page.on('response', (r) => {
       if (r.url().endsWith('.css') && r.status() !== 200) failedCss.push(`${r.url()} → ${r.status()}`);
-      if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) navs.push(r);
     });
-    const history = () => navs.map((r) => `${r.request().method()} ${new URL(r.url()).pathname} → ${r.status()}`).join(', ');
-    /** Clicks, waits for the browser to arrive at `pathname`, and returns that page's response. */
-    const clickAndLand = async (button, pathname, what) => {
-      const seen = navs.length;
-      // A form POST always loads a new document, wherever it ends up (redirects followed).
-      await Promise.all([page.waitForEvent('load'), button.click()]);
-      if (new URL(page.url()).pathname !== pathname) {
-        const err = await page.locator('.error, main p').first().textContent({ timeout: 1000 }).catch(() => null);
-        check(false, `${what}: the browser is at ${page.url()} instead of ${pathname}` +
-          `${err ? ` showing "${err.trim()}"` : ''}; navigations: ${history()}`);
-      }
-      const landed = navs.slice(seen).filter((r) => new URL(r.url()).pathname === pathname).pop();
-      check(landed, `${what}: no response for ${pathname}; navigations: ${history()}`);
-      return landed;
-    };
 
     // 1. The sign-in form.
     const login = await page.goto(`${base}/login`);
     check(login && login.status() === 200, `GET /login answered ${login?.status()}`);
     checkCsp(login, 'GET /login');
     check((await page.title()).includes('Sign in'), `GET /login has the title "${await page.title()}"`);
-    await page.getByLabel('E-mail').fill(email);
-    await page.getByLabel('Password').fill(password);
 
     // 2. Submit; the server sets the session cookie and redirects to /account.
-    const account = await clickAndLand(page.getByRole('button', { name: 'Sign in' }), '/account', 'signing in');
+    const account = await w.signIn(email, password, '/account', 'signing in');
     check(account.status() === 200, `GET /account answered ${account.status()}`);
     checkCsp(account, 'GET /account');
     const body = await page.locator('main').textContent();
@@ -175,18 +97,9 @@ async function run() {
     check(!wideLogin, `/login on ${PHONE.width}x${PHONE.height} scrolls sideways: ${wideLogin}`);
     await phoneLogin.close();
 
-    check(cspViolations.length === 0, `the pages break their own CSP: ${cspViolations.join(' | ')}`);
+    w.cleanCsp();
     console.log(`ok: signed in as ${email}, revoked "${other}"; devices now ${JSON.stringify(after)}`);
-  } finally {
-    await browser.close();
-  }
+  });
 }
 
-try {
-  await run();
-  process.exit(0);
-} catch (e) {
-  const why = e instanceof CheckFailed ? e.message : (e?.stack ?? String(e));
-  console.error(`FAILED: ${why}`);
-  process.exit(1);
-}
+await main(run);

@@ -11,89 +11,20 @@
 // every check holds; otherwise prints why and exits 1. Run by crates/latchkey/tests/pages.rs.
 // Uses Debian's Chromium; never downloads a browser.
 
-import { chromium } from 'playwright-core';
-import { mkdir } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
-import path from 'node:path';
+import {
+  env, check, checkCsp, horizontalOverflow, screenshot, readLine, watchedPage, box, baseUrl, screenshotDir, withBrowser, main, PHONE,
+} from './lib.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === '') throw new Error(`env var ${name} is not set`);
-  return v;
-};
-
-class CheckFailed extends Error {}
-
-const check = (ok, why) => {
-  if (!ok) throw new CheckFailed(why);
-};
-
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-const PHONE = { width: 390, height: 844 };
 const DAY = 86_400;
 
 const step = (text) => console.log(`step: ${text}`);
 
-function checkCsp(response, what) {
-  check(response, `${what}: no response`);
-  const csp = response.headers()['content-security-policy'];
-  check(csp, `${what}: no Content-Security-Policy header`);
-  check(/(^|;)\s*frame-ancestors\s+'none'\s*(;|$)/.test(csp), `${what}: CSP lacks frame-ancestors 'none': ${csp}`);
-}
-
-/** Any content sticking out sideways: the page would scroll horizontally on this viewport. */
-async function horizontalOverflow(page) {
-  return page.evaluate(() => {
-    const doc = document.documentElement;
-    return doc.scrollWidth > doc.clientWidth ? `${doc.scrollWidth}px wide in a ${doc.clientWidth}px viewport` : null;
-  });
-}
-
-async function screenshot(page, dir, name) {
-  if (!dir) return;
-  const file = path.join(dir, name);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
-
-/** The next line on stdin, or a failure after `ms` or at the end of stdin. */
-function readLine(ms) {
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: process.stdin });
-    let settled = false;
-    const settle = (fn, value) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      fn(value);
-      rl.close();
-    };
-    const timer = setTimeout(() => settle(reject, new CheckFailed(`no TOTP code arrived on stdin within ${ms} ms`)), ms);
-    rl.once('line', (line) => settle(resolve, line));
-    rl.once('close', () => settle(reject, new CheckFailed('stdin closed before the TOTP code arrived')));
-  });
-}
-
-const box = (b) => `${b.width.toFixed(1)}x${b.height.toFixed(1)} at (${b.x.toFixed(1)}, ${b.y.toFixed(1)})`;
-
 async function run() {
-  const base = env('BASE').replace(/\/+$/, '');
+  const base = baseUrl();
   const email = env('EMAIL');
   const password = env('PASSWORD');
   const rememberDays = Number(env('REMEMBER_DAYS', '30'));
-  const shots = process.env.SCREENSHOT_DIR || '';
-  const executablePath = env('CHROMIUM', '/usr/bin/chromium');
-  if (shots) await mkdir(shots, { recursive: true });
+  const shots = await screenshotDir();
   // Plain-http loopback: the server drops the __Host- prefix and the Secure flag.
   const secure = base.startsWith('https:');
   const names = {
@@ -102,44 +33,18 @@ async function run() {
     trust: secure ? '__Host-lk_trust' : 'lk_trust',
   };
 
-  const browser = await chromium.launch({ executablePath, args: ARGS, headless: true, timeout: 30_000 });
-  try {
+  await withBrowser(async (browser) => {
     const context = await browser.newContext({ viewport: PHONE });
-    const page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.setDefaultNavigationTimeout(15_000);
-
-    const cspViolations = [];
-    const pageErrors = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-    });
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    const navs = [];
-    page.on('response', (r) => {
-      if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) navs.push(r);
-    });
-    const history = (from = 0) => navs.slice(from).map((r) => `${r.request().method()} ${new URL(r.url()).pathname} → ${r.status()}`).join(', ');
-    /** Clicks, waits for the browser to arrive at `pathname`, and returns that page's response. */
-    const clickAndLand = async (button, pathname, what) => {
-      const seen = navs.length;
-      await Promise.all([page.waitForEvent('load'), button.click()]);
-      if (new URL(page.url()).pathname !== pathname) {
-        const err = await page.locator('.error, main p').first().textContent({ timeout: 1000 }).catch(() => null);
-        check(false, `${what}: the browser is at ${page.url()} instead of ${pathname}` +
-          `${err ? ` showing "${err.trim()}"` : ''}; navigations: ${history()}`);
-      }
-      const landed = navs.slice(seen).filter((r) => new URL(r.url()).pathname === pathname).pop();
-      check(landed, `${what}: no response for ${pathname}; navigations: ${history()}`);
-      return { landed, seen };
-    };
+    const w = await watchedPage(context);
+    const { page, navs, history } = w;
     const cookie = async (name) => (await context.cookies(base)).find((c) => c.name === name);
+    /** Signs in from /login; returns the landing response and how many navigations came before the click. */
     const signIn = async (pathname, what) => {
       const login = await page.goto(`${base}/login`);
       check(login && login.status() === 200, `${what}: GET /login answered ${login?.status()}`);
-      await page.getByLabel('E-mail').fill(email);
-      await page.getByLabel('Password').fill(password);
-      return clickAndLand(page.getByRole('button', { name: 'Sign in' }), pathname, what);
+      const seen = navs.length;
+      const landed = await w.signIn(email, password, pathname, what);
+      return { landed, seen };
     };
 
     // 1. Password: the account has TOTP on, so the browser is sent on to /mfa, not signed in.
@@ -201,13 +106,13 @@ async function run() {
 
     // 2. The second factor: the code from the caller, Remember ticked.
     console.log('NEED_TOTP');
-    const code = (await readLine(30_000)).trim();
+    const code = (await readLine(30_000, 'no TOTP code', 'the TOTP code')).trim();
     check(/^\d{6}$/.test(code), `expected a six-digit code on stdin, got ${JSON.stringify(code)}`);
     await codeBox.fill(code);
     await remember.check();
     check(await remember.isChecked(), `"${rememberText}" did not tick`);
     step(`typed ${code}, ticked "${rememberText}"`);
-    const { landed: account } = await clickAndLand(cont, '/account', 'submitting the code');
+    const account = await w.clickAndLand(cont, '/account', 'submitting the code');
     check(account.status() === 200, `GET /account after /mfa answered ${account.status()}`);
     check(await cookie(names.session), `no ${names.session} cookie after the second factor`);
     check(!(await cookie(names.mfa)), `${names.mfa} outlived the second step`);
@@ -227,7 +132,7 @@ async function run() {
     await screenshot(page, shots, 'mfa-account-phone.png');
 
     // 3. Log out: the session goes, the remembered device stays.
-    const { landed: out } = await clickAndLand(page.getByRole('button', { name: 'Log out', exact: true }), '/login', 'logging out');
+    const out = await w.clickAndLand(page.getByRole('button', { name: 'Log out', exact: true }), '/login', 'logging out');
     check(out.status() === 200, `GET /login after logging out answered ${out.status()}`);
     check(!(await cookie(names.session)), `${names.session} outlived logging out`);
     const kept = await cookie(names.trust);
@@ -246,19 +151,9 @@ async function run() {
     check((await mineAgain.count()) === 1, `/account marks ${await mineAgain.count()} devices as "this device" after signing in again`);
     step(`signed in again with no second factor: ${again}`);
 
-    check(cspViolations.length === 0, `the pages break their own CSP: ${cspViolations.join(' | ')}`);
-    check(pageErrors.length === 0, `script errors on the pages: ${pageErrors.join(' | ')}`);
+    w.clean();
     console.log('ok: remembered this browser and skipped the second factor on the next sign-in');
-  } finally {
-    await browser.close();
-  }
+  });
 }
 
-try {
-  await run();
-  process.exit(0);
-} catch (e) {
-  const why = e instanceof CheckFailed ? e.message : (e?.stack ?? String(e));
-  console.error(`FAILED: ${why}`);
-  process.exit(1);
-}
+await main(run);

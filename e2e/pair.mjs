@@ -10,110 +10,35 @@
 // DEVICE_NAME) within 15 seconds. Exits 0 when every check holds; otherwise prints why and
 // exits 1. Run by crates/latchkey/tests/pages.rs. Uses Debian's Chromium; never downloads one.
 
-import { chromium } from 'playwright-core';
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
+import {
+  env, check, checkCsp, horizontalOverflow, screenshot, watchedPage, box, same, baseUrl, screenshotDir, withBrowser, main, PHONE,
+} from './lib.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === '') throw new Error(`env var ${name} is not set`);
-  return v;
-};
-
-class CheckFailed extends Error {}
-
-const check = (ok, why) => {
-  if (!ok) throw new CheckFailed(why);
-};
-
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-const PHONE = { width: 390, height: 844 };
 /** Narrower phones: many Android phones are 360 wide, the smallest still in use 320. */
 const NARROW = [{ width: 360, height: 780 }, { width: 320, height: 640 }];
 /** How long the new device may take to type the code once it is shown. */
 const JOIN_TIMEOUT_MS = 15_000;
 
-function checkCsp(response, what) {
-  check(response, `${what}: no response`);
-  const csp = response.headers()['content-security-policy'];
-  check(csp, `${what}: no Content-Security-Policy header`);
-  check(/(^|;)\s*frame-ancestors\s+'none'\s*(;|$)/.test(csp), `${what}: CSP lacks frame-ancestors 'none': ${csp}`);
-}
-
-async function horizontalOverflow(page) {
-  return page.evaluate(() => {
-    const doc = document.documentElement;
-    return doc.scrollWidth > doc.clientWidth ? `${doc.scrollWidth}px wide in a ${doc.clientWidth}px viewport` : null;
-  });
-}
-
-async function screenshot(page, dir, name) {
-  if (!dir) return;
-  const file = path.join(dir, name);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
-
-const box = (b) => `${b.width.toFixed(1)}x${b.height.toFixed(1)} at (${b.x.toFixed(1)}, ${b.y.toFixed(1)})`;
-
 async function run() {
-  const base = env('BASE').replace(/\/+$/, '');
+  const base = baseUrl();
   const email = env('EMAIL');
   const password = env('PASSWORD');
   const deviceName = env('DEVICE_NAME', 'Kitchen tablet');
-  const shots = process.env.SCREENSHOT_DIR || '';
-  const executablePath = env('CHROMIUM', '/usr/bin/chromium');
-  if (shots) await mkdir(shots, { recursive: true });
+  const shots = await screenshotDir();
 
-  const browser = await chromium.launch({ executablePath, args: ARGS, headless: true, timeout: 30_000 });
-  try {
+  await withBrowser(async (browser) => {
     const context = await browser.newContext({ viewport: PHONE });
-    const page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.setDefaultNavigationTimeout(15_000);
-
-    const cspViolations = [];
-    const pageErrors = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-    });
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    const navs = [];
+    const w = await watchedPage(context);
+    const { page, navs, history, clickAndLand } = w;
     const statusPolls = [];
     page.on('response', (r) => {
-      if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) navs.push(r);
       if (/^\/pair\/[^/]+\/status$/.test(new URL(r.url()).pathname)) statusPolls.push(r.status());
     });
-    const history = () => navs.map((r) => `${r.request().method()} ${new URL(r.url()).pathname} → ${r.status()}`).join(', ');
-    const clickAndLand = async (button, pathname, what) => {
-      const seen = navs.length;
-      await Promise.all([page.waitForEvent('load'), button.click()]);
-      if (new URL(page.url()).pathname !== pathname) {
-        const err = await page.locator('.error, main p').first().textContent({ timeout: 1000 }).catch(() => null);
-        check(false, `${what}: the browser is at ${page.url()} instead of ${pathname}` +
-          `${err ? ` showing "${err.trim()}"` : ''}; navigations: ${history()}`);
-      }
-      const landed = navs.slice(seen).filter((r) => new URL(r.url()).pathname === pathname).pop();
-      check(landed, `${what}: no response for ${pathname}; navigations: ${history()}`);
-      return landed;
-    };
 
     // 1. /pair signed out goes to /login and comes back.
     await page.goto(`${base}/pair`);
     check(new URL(page.url()).pathname === '/login', `GET /pair signed out lands on ${page.url()}; navigations: ${history()}`);
-    await page.getByLabel('E-mail').fill(email);
-    await page.getByLabel('Password').fill(password);
-    const start = await clickAndLand(page.getByRole('button', { name: 'Sign in' }), '/pair', 'signing in');
+    const start = await w.signIn(email, password, '/pair', 'signing in');
     check(start.status() === 200, `GET /pair answered ${start.status()}`);
     checkCsp(start, 'GET /pair');
 
@@ -177,7 +102,6 @@ async function run() {
     const a = await allow.boundingBox();
     const d = await deny.boundingBox();
     check(a && d, 'Allow or Deny is not visible');
-    const same = (x, y) => Math.abs(x - y) <= 1;
     check(same(a.width, d.width) && same(a.height, d.height) && same(a.y, d.y), `Allow ${box(a)} and Deny ${box(d)} differ`);
     const wideJoined = await horizontalOverflow(page);
     check(!wideJoined, `/pair with a joiner on ${PHONE.width}x${PHONE.height} scrolls sideways: ${wideJoined}`);
@@ -190,19 +114,9 @@ async function run() {
     const said = (await page.locator('main').textContent()).trim();
     check(/Device allowed/.test(said), `after Allow the page says "${said}"`);
 
-    check(cspViolations.length === 0, `the pages break their own CSP: ${cspViolations.join(' | ')}`);
-    check(pageErrors.length === 0, `script errors on the pages: ${pageErrors.join(' | ')}`);
+    w.clean();
     console.log(`ok: "${deviceName}" joined with ${code} and was allowed; countdown "${first}" → "${second}"`);
-  } finally {
-    await browser.close();
-  }
+  });
 }
 
-try {
-  await run();
-  process.exit(0);
-} catch (e) {
-  const why = e instanceof CheckFailed ? e.message : (e?.stack ?? String(e));
-  console.error(`FAILED: ${why}`);
-  process.exit(1);
-}
+await main(run);

@@ -25,105 +25,15 @@
 // Exits 0 when every check holds; otherwise prints `FAILED: <why>` and exits 1. Run by
 // crates/latchkey/tests/pages.rs. Uses Debian's Chromium; never downloads a browser.
 
-import { chromium } from 'playwright-core';
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
+import {
+  env, check, checkCsp, horizontalOverflow, screenshot, watchedPage, waitInPage, fact as factOn, box, same, text, baseUrl,
+  screenshotDir, withBrowser, main, DESKTOP, PHONE,
+} from './lib.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === '') throw new Error(`env var ${name} is not set`);
-  return v;
-};
-
-class CheckFailed extends Error {}
-
-const check = (ok, why) => {
-  if (!ok) throw new CheckFailed(why);
-};
-
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 /** How long the caller may take to scan, and then to approve. */
 const CALLER_TIMEOUT_MS = 30_000;
 /** What /account says for an account without an e-mail address. */
 const NO_EMAIL = 'an account without e-mail';
-
-function checkCsp(response, what) {
-  check(response, `${what}: no response`);
-  const csp = response.headers()['content-security-policy'];
-  check(csp, `${what}: no Content-Security-Policy header`);
-  check(/(^|;)\s*frame-ancestors\s+'none'\s*(;|$)/.test(csp), `${what}: CSP lacks frame-ancestors 'none': ${csp}`);
-}
-
-async function horizontalOverflow(page) {
-  return page.evaluate(() => {
-    const doc = document.documentElement;
-    return doc.scrollWidth > doc.clientWidth ? `${doc.scrollWidth}px wide in a ${doc.clientWidth}px viewport` : null;
-  });
-}
-
-async function screenshot(target, dir, name) {
-  if (!dir) return;
-  const file = path.join(dir, name);
-  // A page gets its whole length; an element just itself.
-  await target.screenshot(typeof target.goto === 'function' ? { path: file, fullPage: true } : { path: file });
-  console.log(`screenshot: ${file}`);
-}
-
-const box = (b) => `${b.width.toFixed(1)}x${b.height.toFixed(1)} at (${b.x.toFixed(1)}, ${b.y.toFixed(1)})`;
-const text = async (locator) => ((await locator.textContent()) ?? '').replace(/\s+/g, ' ').trim();
-
-/** A page that records its main-frame navigations, CSP violations and script errors. */
-async function watchedPage(context) {
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.setDefaultNavigationTimeout(15_000);
-  const w = { page, navs: [], cspViolations: [], pageErrors: [] };
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) w.cspViolations.push(m.text());
-  });
-  page.on('pageerror', (e) => w.pageErrors.push(String(e)));
-  page.on('response', (r) => {
-    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) w.navs.push(r);
-  });
-  w.history = () => w.navs.map((r) => `${r.request().method()} ${new URL(r.url()).pathname} → ${r.status()}`).join(', ');
-  w.clickAndLand = async (button, pathname, what) => {
-    const seen = w.navs.length;
-    await Promise.all([page.waitForEvent('load'), button.click()]);
-    if (new URL(page.url()).pathname !== pathname) {
-      const err = await page.locator('.error, main p').first().textContent({ timeout: 1000 }).catch(() => null);
-      check(false, `${what}: the browser is at ${page.url()} instead of ${pathname}` +
-        `${err ? ` showing "${err.trim()}"` : ''}; navigations: ${w.history()}`);
-    }
-    const landed = w.navs.slice(seen).filter((r) => new URL(r.url()).pathname === pathname).pop();
-    check(landed, `${what}: no response for ${pathname}; navigations: ${w.history()}`);
-    return landed;
-  };
-  w.clean = () => {
-    check(w.cspViolations.length === 0, `the pages break their own CSP: ${w.cspViolations.join(' | ')}`);
-    check(w.pageErrors.length === 0, `script errors on the pages: ${w.pageErrors.join(' | ')}`);
-  };
-  return w;
-}
-
-/** Waits for `fn` (run in the page) to hold, or fails with what `describe` says it saw. */
-async function waitInPage(page, fn, arg, ms, why) {
-  await page.waitForFunction(fn, arg, { timeout: ms, polling: 100 }).catch(async (e) => {
-    if (!(e instanceof Error) || !/Timeout/i.test(e.message)) throw e;
-    check(false, await why());
-  });
-}
 
 async function browserPart(browser, base, shots) {
   const email = env('EMAIL');
@@ -225,9 +135,7 @@ async function phonePart(browser, base, shots) {
   const atLogin = new URL(page.url());
   check(atLogin.pathname === '/login', `opening ${qrUrl} signed out lands on ${page.url()}, not /login; navigations: ${w.history()}`);
   check(atLogin.searchParams.get('next') === qrPath, `/login would return to ${JSON.stringify(atLogin.searchParams.get('next'))}, not ${qrPath}`);
-  await page.getByLabel('E-mail').fill(email);
-  await page.getByLabel('Password').fill(password);
-  const shown = await w.clickAndLand(page.getByRole('button', { name: 'Sign in' }), qrPath, 'signing in');
+  const shown = await w.signIn(email, password, qrPath, 'signing in');
   check(shown.status() === 200, `GET ${qrPath} answered ${shown.status()}`);
   checkCsp(shown, `GET ${qrPath}`);
 
@@ -235,11 +143,7 @@ async function phonePart(browser, base, shots) {
   const h1 = await text(page.locator('h1'));
   check(h1 === 'Sign in this browser?', `/q/<id>'s heading is "${h1}"`);
   await screenshot(page, shots, 'qr-phone.png');
-  const fact = async (term) => {
-    const dd = page.locator('dl.facts-list dt', { hasText: new RegExp(`^${term}$`) }).locator('xpath=following-sibling::dd[1]');
-    check((await dd.count()) === 1, `no "${term}" on /q/<id>`);
-    return text(dd);
-  };
+  const fact = (term) => factOn(page, term, '/q/<id>', text);
   if (process.env.ASKING_BROWSER) {
     const asking = await fact('Browser');
     check(asking === process.env.ASKING_BROWSER, `Browser is "${asking}", not "${process.env.ASKING_BROWSER}"`);
@@ -263,7 +167,6 @@ async function phonePart(browser, base, shots) {
   const d = await deny.boundingBox();
   check(boxes.every(Boolean) && d, 'a number button or Deny is not visible');
   // The numbers side by side, all the same size: none is made to look like the answer.
-  const same = (x, y) => Math.abs(x - y) <= 1;
   const [first] = boxes;
   check(boxes.every((b) => same(b.width, first.width) && same(b.height, first.height) && same(b.y, first.y)),
     `the number buttons differ in size or row: ${boxes.map(box).join(' | ')}`);
@@ -293,27 +196,15 @@ async function phonePart(browser, base, shots) {
 }
 
 async function run() {
-  const base = env('BASE').replace(/\/+$/, '');
+  const base = baseUrl();
   const mode = process.env.MODE || 'browser';
   check(mode === 'browser' || mode === 'phone', `MODE is "${mode}", not "browser" or "phone"`);
-  const shots = process.env.SCREENSHOT_DIR || '';
-  const executablePath = env('CHROMIUM', '/usr/bin/chromium');
-  if (shots) await mkdir(shots, { recursive: true });
-  const browser = await chromium.launch({ executablePath, args: ARGS, headless: true, timeout: 30_000 });
-  try {
+  const shots = await screenshotDir();
+  await withBrowser(async (browser) => {
     if (mode === 'browser') await browserPart(browser, base, shots);
     else await phonePart(browser, base, shots);
-  } finally {
-    await browser.close();
-  }
+  });
   console.log('DONE');
 }
 
-try {
-  await run();
-  process.exit(0);
-} catch (e) {
-  const why = e instanceof CheckFailed ? e.message : (e?.stack ?? String(e));
-  console.error(`FAILED: ${why}`);
-  process.exit(1);
-}
+await main(run);
