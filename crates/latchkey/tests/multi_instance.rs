@@ -18,6 +18,10 @@ async fn pair() -> Option<(TestApp, TestApp)> {
     let tweak = |s: &mut latchkey::config::Settings| {
         s.device.interval_secs = 1;
         s.tokens.refresh_reuse_grace_secs = 0;
+        // The race losers count as wrong codes from 127.0.0.1; keep that back-off out of the way.
+        s.device.code_failures_per_ip = 10_000;
+        // Instances behind one name share one issuer, so each accepts the other's tokens.
+        s.server.public_url = Some("http://127.0.0.1".into());
     };
     let a = spawn_with(tweak).await;
     let b = spawn_beside(&a, tweak).await;
@@ -156,4 +160,69 @@ async fn fifty_concurrent_refreshes_spread_over_two_instances_have_one_winner() 
         }
     }
     assert_eq!(ok, 1);
+}
+
+/// Fires 50 requests alternately at A and B; returns how many answered 200.
+async fn spread(a: &TestApp, b: &TestApp, path: &str, body: Value, form: bool) -> usize {
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let t = if i % 2 == 0 { a } else { b };
+            let (http, url, body) = (t.http.clone(), t.url(path), body.clone());
+            tokio::spawn(async move {
+                let req = http.post(url);
+                let req = if form {
+                    let pairs: Vec<(String, String)> =
+                        body.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+                    req.form(&pairs)
+                } else {
+                    req.json(&body)
+                };
+                req.send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            400 | 429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_use_races_spread_over_two_instances_have_one_winner() {
+    let Some((a, b)) = pair().await else { return };
+    let p = phone(&a).await;
+    let pat = s(&p, "access_token");
+
+    // Pairing code: 50 redemptions over both instances, one winner.
+    let code: Value = a.http.post(a.url("/api/v1/pairing-codes")).bearer_auth(&pat).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spread(&a, &b, "/api/v1/pairing-codes/redeem", json!({ "code": code["code"], "device": { "name": "x" } }), false).await, 1);
+
+    // Device code: approved once, 50 polls over both instances, one token response.
+    let d = a.device_authorization().await;
+    let r = b.post_json_auth("/api/v1/device-grants/approve", &pat, json!({ "user_code": d["user_code"] })).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let poll = json!({ "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": d["device_code"], "client_id": "latchkey-cli" });
+    assert_eq!(spread(&a, &b, "/oauth/token", poll, true).await, 1);
+
+    // QR handoff: 50 exchanges over both instances, one session.
+    let qr: Value = a.http.post(a.url("/api/v1/qr-logins")).send().await.unwrap().json().await.unwrap();
+    let id = s(&qr, "id");
+    b.get_auth(&format!("/api/v1/qr-logins/{id}"), &pat).await;
+    b.post_json_auth(&format!("/api/v1/qr-logins/{id}/approve"), &pat, json!({ "match_code": qr["match_code"] })).await;
+    let st: Value = a
+        .http
+        .get(a.url(&format!("/api/v1/qr-logins/{id}/status")))
+        .header("x-qr-secret", s(&qr, "secret"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spread(&a, &b, "/api/v1/handoff", json!({ "handoff_code": st["handoff_code"], "secret": qr["secret"] }), false).await, 1);
 }
