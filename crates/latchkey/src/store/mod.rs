@@ -20,6 +20,25 @@ pub enum StoreError {
     Backend(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite writer connection (see `sqlite::writer`).
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+    #[error("database writer: {0}")]
+    Writer(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == SQLITE_CONSTRAINT_UNIQUE || f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::Conflict
+            }
+            _ => StoreError::Sqlite(e),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

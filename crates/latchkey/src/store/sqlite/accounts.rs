@@ -5,15 +5,17 @@ use super::*;
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn create_user(&self, u: &UserRow) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&u.id)
-            .bind(&u.email)
-            .bind(&u.password_hash)
-            .bind(u.created_at)
-            .execute(&self.write)
-            .await
-            .map_err(conflict_or)?;
-        Ok(())
+        let u = u.clone();
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO users (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)")?.execute(params![
+                u.id,
+                u.email,
+                u.password_hash,
+                u.created_at
+            ])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
@@ -31,15 +33,17 @@ impl AccountStore for SqliteStore {
     }
 
     async fn create_client(&self, c: &ClientRow) -> StoreResult<()> {
-        sqlx::query("INSERT INTO clients (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(&c.secret_hash)
-            .bind(c.created_at)
-            .execute(&self.write)
-            .await
-            .map_err(conflict_or)?;
-        Ok(())
+        let client = c.clone();
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO clients (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)")?.execute(params![
+                client.id,
+                client.name,
+                client.secret_hash,
+                client.created_at
+            ])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
@@ -47,17 +51,19 @@ impl AccountStore for SqliteStore {
     }
 
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?").bind(hash).bind(user_id).execute(&self.write).await?;
-        Ok(())
+        let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
+        self.write(move |c| {
+            c.prepare_cached("UPDATE users SET password_hash = ? WHERE id = ?")?.execute([hash, user_id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn set_email_if_none(&self, user_id: &str, email: &str) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE users SET email = ? WHERE id = ? AND email IS NULL")
-            .bind(email)
-            .bind(user_id)
-            .execute(&self.write)
-            .await
-            .map_err(conflict_or)?;
-        Ok(r.rows_affected() == 1)
+        let (user_id, email) = (user_id.to_owned(), email.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached("UPDATE users SET email = ? WHERE id = ? AND email IS NULL")?.execute([email, user_id])? == 1)
+        })
+        .await
     }
 }

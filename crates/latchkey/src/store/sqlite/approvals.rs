@@ -2,26 +2,28 @@
 
 use super::*;
 
+/// The insert happens only under both caps of pending requests (0: no cap).
+const CREATE_APPROVAL: &str = "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
+     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, poll_interval, match_code) \
+     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+     WHERE (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = ? AND status = 'pending' AND expires_at > ?) < ?) \
+       AND (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?) < ?)";
+
+const RETURNING_APPROVAL: &str = " RETURNING id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
+     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, \
+     last_poll_at, slow_downs, poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at";
+
 #[async_trait]
 impl ApprovalStore for SqliteStore {
     async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created> {
-        let q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{INSERT_APPROVAL} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-             WHERE (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = ? AND status = 'pending' AND expires_at > ?) < ?) \
-               AND (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?) < ?)"
-        )));
-        let r = bind_approval(q, a)
-            .bind(cap_per_ip)
-            .bind(&a.requester_ip)
-            .bind(now)
-            .bind(cap_per_ip)
-            .bind(cap_total)
-            .bind(now)
-            .bind(cap_total)
-            .execute(&self.write)
-            .await
-            .map_err(conflict_or)?;
-        Ok(if r.rows_affected() == 1 { Created::Yes } else { Created::CapReached })
+        let a = a.clone();
+        self.write(move |c| {
+            let mut p: Vec<&dyn ToSql> = approval_params(&a).to_vec();
+            p.extend([&cap_per_ip as &dyn ToSql, &a.requester_ip, &now, &cap_per_ip, &cap_total, &now, &cap_total]);
+            let n = c.prepare_cached(CREATE_APPROVAL)?.execute(p.as_slice())?;
+            Ok(if n == 1 { Created::Yes } else { Created::CapReached })
+        })
+        .await
     }
 
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>> {
@@ -46,23 +48,32 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
-        // Every SET expression sees the row as it was before this poll.
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE approvals SET \
-               poll_early = (last_poll_at IS NOT NULL AND ? - last_poll_at < poll_interval), \
-               slow_downs = slow_downs + (last_poll_at IS NOT NULL AND ? - last_poll_at < poll_interval), \
-               poll_interval = poll_interval + 5 * (last_poll_at IS NOT NULL AND ? - last_poll_at < poll_interval), \
-               last_poll_at = ? \
-             WHERE device_code_hash = ? AND client_id = ? RETURNING {APPROVAL_COLS}"
+        // A pending poll only reads: the time of each poll is kept in memory (see `memory`), and
+        // only a too-early poll writes, to count its slow_down and lengthen the interval.
+        let found: Option<ApprovalRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE device_code_hash = ? AND client_id = ?"
         )))
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(now)
         .bind(device_code_hash)
         .bind(client_id)
-        .fetch_optional(&self.write)
-        .await?)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(mut a) = found else { return Ok(None) };
+        if !self.memory.poll(&a.id, now, a.poll_interval, a.expires_at) {
+            a.poll_early = 0;
+            return Ok(Some(a));
+        }
+        let id = a.id.clone();
+        let slowed = self
+            .write(move |c| {
+                Ok(c.prepare_cached(&format!(
+                    "UPDATE approvals SET poll_early = 1, slow_downs = slow_downs + 1, poll_interval = poll_interval + 5, last_poll_at = ? \
+                     WHERE id = ?{RETURNING_APPROVAL}"
+                ))?
+                .query_row(params![now, id], approval_row)
+                .optional()?)
+            })
+            .await?;
+        Ok(slowed)
     }
 
     async fn decide_approval(&self, d: &Decision<'_>, now: i64) -> StoreResult<Option<ApprovalRow>> {
@@ -75,34 +86,37 @@ impl ApprovalStore for SqliteStore {
         let sql = format!(
             "UPDATE approvals SET status = ?, user_id = ?, approver_device_id = ?, decided_at = ?, \
              requester_name = COALESCE(?, requester_name), handoff_hash = ?, handoff_expires_at = ? \
-             WHERE {filter} AND status = 'pending' AND expires_at > ? RETURNING {APPROVAL_COLS}"
+             WHERE {filter} AND status = 'pending' AND expires_at > ?{RETURNING_APPROVAL}"
         );
         let (handoff_hash, handoff_expires_at) = match &d.handoff {
             Some((h, e)) => (Some(h.clone()), Some(*e)),
             None => (None, None),
         };
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(status)
-            .bind(d.user_id)
-            .bind(d.device_id)
-            .bind(now)
-            .bind(d.requester_name)
-            .bind(handoff_hash)
-            .bind(handoff_expires_at);
-        q = match d.by {
-            DecideBy::UserCode(h) => q.bind(h).bind(d.user_id),
-            DecideBy::Pairing { approval_id } | DecideBy::Qr { approval_id } => q.bind(approval_id).bind(d.user_id).bind(d.device_id),
+        let (user_id, device_id, name) = (d.user_id.to_owned(), d.device_id.to_owned(), d.requester_name.map(str::to_owned));
+        let key: (Option<Vec<u8>>, Option<String>) = match d.by {
+            DecideBy::UserCode(h) => (Some(h.to_vec()), None),
+            DecideBy::Pairing { approval_id } | DecideBy::Qr { approval_id } => (None, Some(approval_id.to_owned())),
         };
-        Ok(q.bind(now).fetch_optional(&self.write).await?)
+        self.write(move |c| {
+            let mut p: Vec<&dyn ToSql> = vec![&status, &user_id, &device_id, &now, &name, &handoff_hash, &handoff_expires_at];
+            match &key {
+                (Some(hmac), _) => p.extend([hmac as &dyn ToSql, &user_id]),
+                (None, id) => p.extend([id as &dyn ToSql, &user_id, &device_id]),
+            }
+            p.push(&now);
+            Ok(c.prepare_cached(&sql)?.query_row(p.as_slice(), approval_row).optional()?)
+        })
+        .await
     }
 
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE approvals SET status = 'denied', decided_at = ? WHERE id = ? AND status IN ('pending', 'approved')")
-            .bind(now)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("UPDATE approvals SET status = 'denied', decided_at = ? WHERE id = ? AND status IN ('pending', 'approved')")?
+                .execute(params![now, id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn collect_approval(
@@ -113,38 +127,34 @@ impl ApprovalStore for SqliteStore {
         refresh: &RefreshTokenRow,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let r = sqlx::query(
-            "UPDATE approvals SET status = 'collected', session_id = ? WHERE id = ? AND status = 'approved' AND expires_at > ?",
-        )
-        .bind(&session.id)
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_session_rows(&mut tx, device, session, Some(refresh)).await?;
-        tx.commit().await?;
-        Ok(true)
+        let (id, device, session, refresh) = (id.to_owned(), device.clone(), session.clone(), refresh.clone());
+        self.write(move |c| {
+            let collected = c
+                .prepare_cached(
+                    "UPDATE approvals SET status = 'collected', session_id = ? WHERE id = ? AND status = 'approved' AND expires_at > ?",
+                )?
+                .execute(params![session.id, id, now])?;
+            if collected != 1 {
+                return Ok(false);
+            }
+            insert_session_rows(c, &device, &session, Some(&refresh))?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn scan_qr(&self, id: &str, user_id: &str, device_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE approvals SET user_id = ?, approver_device_id = ?, scanned_at = COALESCE(scanned_at, ?) \
-             WHERE id = ? AND flow = 'qr' AND status = 'pending' AND expires_at > ? \
-               AND (approver_device_id IS NULL OR (approver_device_id = ? AND user_id = ?)) RETURNING {APPROVAL_COLS}"
-        )))
-        .bind(user_id)
-        .bind(device_id)
-        .bind(now)
-        .bind(id)
-        .bind(now)
-        .bind(device_id)
-        .bind(user_id)
-        .fetch_optional(&self.write)
-        .await?)
+        let (id, user_id, device_id) = (id.to_owned(), user_id.to_owned(), device_id.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "UPDATE approvals SET user_id = ?, approver_device_id = ?, scanned_at = COALESCE(scanned_at, ?) \
+                 WHERE id = ? AND flow = 'qr' AND status = 'pending' AND expires_at > ? \
+                   AND (approver_device_id IS NULL OR (approver_device_id = ? AND user_id = ?)){RETURNING_APPROVAL}"
+            ))?
+            .query_row(params![user_id, device_id, now, id, now, device_id, user_id], approval_row)
+            .optional()?)
+        })
+        .await
     }
 
     async fn collect_handoff(
@@ -156,58 +166,46 @@ impl ApprovalStore for SqliteStore {
         refresh: Option<&RefreshTokenRow>,
         now: i64,
     ) -> StoreResult<Handoff> {
-        let mut tx = self.write_tx().await?;
-        let r = sqlx::query(
-            "UPDATE approvals SET status = 'collected', handoff_used_at = ?, session_id = ? \
-             WHERE handoff_hash = ? AND device_code_hash = ? AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > ?",
-        )
-        .bind(now)
-        .bind(&session.id)
-        .bind(handoff_hash)
-        .bind(secret_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 1 {
-            insert_session_rows(&mut tx, device, session, refresh).await?;
-            tx.commit().await?;
-            return Ok(Handoff::Collected);
-        }
-        let used: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT session_id, handoff_used_at FROM approvals WHERE handoff_hash = ? AND device_code_hash = ? AND status = 'collected' AND handoff_expires_at > ?",
-        )
-        .bind(handoff_hash)
-        .bind(secret_hash)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        Ok(match used {
-            Some((Some(session_id), Some(_))) => Handoff::Replayed { session_id },
-            _ => Handoff::Invalid,
+        let (handoff_hash, secret_hash) = (handoff_hash.to_vec(), secret_hash.to_vec());
+        let (device, session, refresh) = (device.clone(), session.clone(), refresh.cloned());
+        self.write(move |c| {
+            let collected = c
+                .prepare_cached(
+                    "UPDATE approvals SET status = 'collected', handoff_used_at = ?, session_id = ? \
+                     WHERE handoff_hash = ? AND device_code_hash = ? AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > ?",
+                )?
+                .execute(params![now, session.id, handoff_hash, secret_hash, now])?;
+            if collected == 1 {
+                insert_session_rows(c, &device, &session, refresh.as_ref())?;
+                return Ok(Handoff::Collected);
+            }
+            let used: Option<(Option<String>, Option<i64>)> = c
+                .prepare_cached(
+                    "SELECT session_id, handoff_used_at FROM approvals \
+                     WHERE handoff_hash = ? AND device_code_hash = ? AND status = 'collected' AND handoff_expires_at > ?",
+                )?
+                .query_row(params![handoff_hash, secret_hash, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(match used {
+                Some((Some(session_id), Some(_))) => Handoff::Replayed { session_id },
+                _ => Handoff::Invalid,
+            })
         })
+        .await
     }
 
     async fn create_pairing_code(&self, c: &PairingCodeRow, now: i64) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE pairing_codes SET expires_at = ? WHERE issuer_device_id = ? AND redeemed_at IS NULL AND expires_at > ?")
-            .bind(now)
-            .bind(&c.issuer_device_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO pairing_codes (id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(&c.id)
-            .bind(&c.user_id)
-            .bind(&c.issuer_device_id)
-            .bind(&c.code_hmac)
-            .bind(&c.scope)
-            .bind(c.created_at)
-            .bind(c.expires_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_or)?;
-        tx.commit().await?;
-        Ok(())
+        let code = c.clone();
+        self.write(move |c| {
+            c.prepare_cached("UPDATE pairing_codes SET expires_at = ? WHERE issuer_device_id = ? AND redeemed_at IS NULL AND expires_at > ?")?
+                .execute(params![now, code.issuer_device_id, now])?;
+            c.prepare_cached(
+                "INSERT INTO pairing_codes (id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![code.id, code.user_id, code.issuer_device_id, code.code_hmac, code.scope, code.created_at, code.expires_at])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn pairing_code(&self, id: &str) -> StoreResult<Option<PairingCodeRow>> {
@@ -220,27 +218,21 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn redeem_pairing_code(&self, code_hmac: &[u8], a: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>> {
-        let mut tx = self.write_tx().await?;
-        let code: Option<(String, String, String)> = sqlx::query_as(
-            "UPDATE pairing_codes SET redeemed_at = ?, approval_id = ? WHERE code_hmac = ? AND redeemed_at IS NULL AND expires_at > ? \
-             RETURNING user_id, issuer_device_id, scope",
-        )
-        .bind(now)
-        .bind(&a.id)
-        .bind(code_hmac)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((user_id, issuer, scope)) = code else { return Ok(None) };
-        let approval = ApprovalRow { user_id: Some(user_id), approver_device_id: Some(issuer), scope, ..a.clone() };
-        bind_approval(
-            sqlx::query(sqlx::AssertSqlSafe(format!("{INSERT_APPROVAL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))),
-            &approval,
-        )
-        .execute(&mut *tx)
+        let (code_hmac, a) = (code_hmac.to_vec(), a.clone());
+        self.write(move |c| {
+            let code: Option<(String, String, String)> = c
+                .prepare_cached(
+                    "UPDATE pairing_codes SET redeemed_at = ?, approval_id = ? WHERE code_hmac = ? AND redeemed_at IS NULL AND expires_at > ? \
+                     RETURNING user_id, issuer_device_id, scope",
+                )?
+                .query_row(params![now, a.id, code_hmac, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            let Some((user_id, issuer, scope)) = code else { return Ok(None) };
+            let approval = ApprovalRow { user_id: Some(user_id), approver_device_id: Some(issuer), scope, ..a };
+            c.prepare_cached(&format!("{INSERT_APPROVAL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))?
+                .execute(approval_params(&approval).as_slice())?;
+            Ok(Some(approval))
+        })
         .await
-        .map_err(conflict_or)?;
-        tx.commit().await?;
-        Ok(Some(approval))
     }
 }

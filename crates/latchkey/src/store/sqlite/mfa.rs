@@ -5,17 +5,17 @@ use super::*;
 #[async_trait]
 impl MfaStore for SqliteStore {
     async fn put_pending_totp(&self, user_id: &str, secret_enc: &[u8], now: i64) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "INSERT INTO totp_credentials (user_id, secret_enc, created_at, confirmed_at, last_step) VALUES (?, ?, ?, NULL, -1) \
-             ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, created_at = excluded.created_at, last_step = -1 \
-             WHERE totp_credentials.confirmed_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(secret_enc)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let (user_id, secret_enc) = (user_id.to_owned(), secret_enc.to_vec());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "INSERT INTO totp_credentials (user_id, secret_enc, created_at, confirmed_at, last_step) VALUES (?, ?, ?, NULL, -1) \
+                 ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, created_at = excluded.created_at, last_step = -1 \
+                 WHERE totp_credentials.confirmed_at IS NULL",
+            )?
+            .execute(params![user_id, secret_enc, now])?
+                == 1)
+        })
+        .await
     }
 
     async fn totp(&self, user_id: &str) -> StoreResult<Option<TotpRow>> {
@@ -26,53 +26,56 @@ impl MfaStore for SqliteStore {
     }
 
     async fn confirm_totp(&self, user_id: &str, step: i64, recovery_hmacs: &[Vec<u8>], now: i64) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let r = sqlx::query(
-            "UPDATE totp_credentials SET confirmed_at = ?, last_step = ? WHERE user_id = ? AND confirmed_at IS NULL AND last_step < ?",
-        )
-        .bind(now)
-        .bind(step)
-        .bind(user_id)
-        .bind(step)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-        for h in recovery_hmacs {
-            sqlx::query("INSERT INTO recovery_codes (user_id, code_hmac) VALUES (?, ?)").bind(user_id).bind(h).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        let (user_id, recovery_hmacs) = (user_id.to_owned(), recovery_hmacs.to_vec());
+        self.write(move |c| {
+            let confirmed = c
+                .prepare_cached(
+                    "UPDATE totp_credentials SET confirmed_at = ?, last_step = ? WHERE user_id = ? AND confirmed_at IS NULL AND last_step < ?",
+                )?
+                .execute(params![now, step, user_id, step])?;
+            if confirmed != 1 {
+                return Ok(false);
+            }
+            c.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?")?.execute([&user_id])?;
+            let mut insert = c.prepare_cached("INSERT INTO recovery_codes (user_id, code_hmac) VALUES (?, ?)")?;
+            for h in &recovery_hmacs {
+                insert.execute(params![user_id, h])?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE totp_credentials SET last_step = ? WHERE user_id = ? AND confirmed_at IS NOT NULL AND last_step < ?")
-            .bind(step)
-            .bind(user_id)
-            .bind(step)
-            .execute(&self.write)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE totp_credentials SET last_step = ? WHERE user_id = ? AND confirmed_at IS NOT NULL AND last_step < ?",
+            )?
+            .execute(params![step, user_id, step])?
+                == 1)
+        })
+        .await
     }
 
     async fn delete_totp(&self, user_id: &str) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM totp_credentials WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?").bind(user_id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM totp_credentials WHERE user_id = ?")?.execute([&user_id])?;
+            c.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?")?.execute([&user_id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn use_recovery_code(&self, user_id: &str, code_hmac: &[u8], now: i64) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hmac = ? AND used_at IS NULL")
-            .bind(now)
-            .bind(user_id)
-            .bind(code_hmac)
-            .execute(&self.write)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let (user_id, code_hmac) = (user_id.to_owned(), code_hmac.to_vec());
+        self.write(move |c| {
+            Ok(c.prepare_cached("UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hmac = ? AND used_at IS NULL")?
+                .execute(params![now, user_id, code_hmac])?
+                == 1)
+        })
+        .await
     }
 
     async fn email_factor(&self, user_id: &str) -> StoreResult<bool> {
@@ -81,12 +84,13 @@ impl MfaStore for SqliteStore {
     }
 
     async fn enable_email_factor(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO email_factors (user_id, enabled_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING")
-            .bind(user_id)
-            .bind(now)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO email_factors (user_id, enabled_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING")?
+                .execute(params![user_id, now])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn put_email_code(
@@ -98,63 +102,60 @@ impl MfaStore for SqliteStore {
         ttl: i64,
         resend_after: i64,
     ) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "INSERT INTO email_codes (user_id, purpose, code_hmac, created_at, expires_at, attempts) VALUES (?, ?, ?, ?, ?, 0) \
-             ON CONFLICT (user_id, purpose) DO UPDATE SET code_hmac = excluded.code_hmac, created_at = excluded.created_at, \
-               expires_at = excluded.expires_at, attempts = 0 \
-             WHERE email_codes.created_at <= ?",
-        )
-        .bind(user_id)
-        .bind(purpose)
-        .bind(code_hmac)
-        .bind(now)
-        .bind(now + ttl)
-        .bind(now - resend_after)
-        .execute(&self.write)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let (user_id, purpose, code_hmac) = (user_id.to_owned(), purpose.to_owned(), code_hmac.to_vec());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "INSERT INTO email_codes (user_id, purpose, code_hmac, created_at, expires_at, attempts) VALUES (?, ?, ?, ?, ?, 0) \
+                 ON CONFLICT (user_id, purpose) DO UPDATE SET code_hmac = excluded.code_hmac, created_at = excluded.created_at, \
+                   expires_at = excluded.expires_at, attempts = 0 \
+                 WHERE email_codes.created_at <= ?",
+            )?
+            .execute(params![user_id, purpose, code_hmac, now, now + ttl, now - resend_after])?
+                == 1)
+        })
+        .await
     }
 
     async fn use_email_code(&self, user_id: &str, purpose: &str, code_hmac: &[u8], now: i64, max_attempts: i64) -> StoreResult<bool> {
-        let r =
-            sqlx::query("DELETE FROM email_codes WHERE user_id = ? AND purpose = ? AND code_hmac = ? AND expires_at > ? AND attempts < ?")
-                .bind(user_id)
-                .bind(purpose)
-                .bind(code_hmac)
-                .bind(now)
-                .bind(max_attempts)
-                .execute(&self.write)
-                .await?;
-        if r.rows_affected() == 1 {
-            return Ok(true);
-        }
-        sqlx::query("UPDATE email_codes SET attempts = attempts + 1 WHERE user_id = ? AND purpose = ?")
-            .bind(user_id)
-            .bind(purpose)
-            .execute(&self.write)
-            .await?;
-        Ok(false)
+        let (user_id, purpose, code_hmac) = (user_id.to_owned(), purpose.to_owned(), code_hmac.to_vec());
+        self.write(move |c| {
+            let used = c
+                .prepare_cached(
+                    "DELETE FROM email_codes WHERE user_id = ? AND purpose = ? AND code_hmac = ? AND expires_at > ? AND attempts < ?",
+                )?
+                .execute(params![user_id, purpose, code_hmac, now, max_attempts])?;
+            if used == 1 {
+                return Ok(true);
+            }
+            c.prepare_cached("UPDATE email_codes SET attempts = attempts + 1 WHERE user_id = ? AND purpose = ?")?
+                .execute([user_id, purpose])?;
+            Ok(false)
+        })
+        .await
     }
 
     async fn create_mfa_token(&self, m: &MfaTokenRow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO mfa_tokens (hash, user_id, client_id, scope, device_json, web, ip, user_agent, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&m.hash)
-        .bind(&m.user_id)
-        .bind(&m.client_id)
-        .bind(&m.scope)
-        .bind(&m.device_json)
-        .bind(m.web)
-        .bind(&m.ip)
-        .bind(&m.user_agent)
-        .bind(m.created_at)
-        .bind(m.expires_at)
-        .execute(&self.write)
+        let m = m.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO mfa_tokens (hash, user_id, client_id, scope, device_json, web, ip, user_agent, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                m.hash,
+                m.user_id,
+                m.client_id,
+                m.scope,
+                m.device_json,
+                m.web,
+                m.ip,
+                m.user_agent,
+                m.created_at,
+                m.expires_at
+            ])?;
+            Ok(())
+        })
         .await
-        .map_err(conflict_or)?;
-        Ok(())
     }
 
     async fn mfa_token(&self, hash: &[u8]) -> StoreResult<Option<MfaTokenRow>> {
@@ -168,44 +169,40 @@ impl MfaStore for SqliteStore {
     }
 
     async fn fail_mfa_token(&self, hash: &[u8]) -> StoreResult<i64> {
-        let n: Option<i64> = sqlx::query_scalar("UPDATE mfa_tokens SET failures = failures + 1 WHERE hash = ? RETURNING failures")
-            .bind(hash)
-            .fetch_optional(&self.write)
-            .await?;
-        Ok(n.unwrap_or(i64::MAX))
+        let hash = hash.to_vec();
+        self.write(move |c| {
+            let n: Option<i64> = c
+                .prepare_cached("UPDATE mfa_tokens SET failures = failures + 1 WHERE hash = ? RETURNING failures")?
+                .query_row([hash], |r| r.get(0))
+                .optional()?;
+            Ok(n.unwrap_or(i64::MAX))
+        })
+        .await
     }
 
     async fn consume_mfa_token(&self, hash: &[u8], now: i64, max_failures: i64) -> StoreResult<bool> {
-        let r =
-            sqlx::query("UPDATE mfa_tokens SET consumed_at = ? WHERE hash = ? AND consumed_at IS NULL AND expires_at > ? AND failures < ?")
-                .bind(now)
-                .bind(hash)
-                .bind(now)
-                .bind(max_failures)
-                .execute(&self.write)
-                .await?;
-        Ok(r.rows_affected() == 1)
+        let hash = hash.to_vec();
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE mfa_tokens SET consumed_at = ? WHERE hash = ? AND consumed_at IS NULL AND expires_at > ? AND failures < ?",
+            )?
+            .execute(params![now, hash, now, max_failures])?
+                == 1)
+        })
+        .await
     }
 
     async fn create_trust(&self, t: &TrustRow) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO device_trust (hash, user_id, device_id, created_at, expires_at, last_used_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.hash)
-        .bind(&t.user_id)
-        .bind(&t.device_id)
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .bind(t.last_used_at)
-        .bind(&t.ip)
-        .bind(&t.user_agent)
-        .execute(&mut *tx)
+        let t = t.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO device_trust (hash, user_id, device_id, created_at, expires_at, last_used_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![t.hash, t.user_id, t.device_id, t.created_at, t.expires_at, t.last_used_at, t.ip, t.user_agent])?;
+            c.prepare_cached("UPDATE devices SET trusted_until = ? WHERE id = ?")?.execute(params![t.expires_at, t.device_id])?;
+            Ok(())
+        })
         .await
-        .map_err(conflict_or)?;
-        sqlx::query("UPDATE devices SET trusted_until = ? WHERE id = ?").bind(t.expires_at).bind(&t.device_id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn rotate_trust(
@@ -217,50 +214,36 @@ impl MfaStore for SqliteStore {
         user_agent: &str,
         now: i64,
     ) -> StoreResult<Option<String>> {
-        let mut tx = self.write_tx().await?;
-        let old: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM device_trust WHERE hash = ? AND user_id = ? AND expires_at > ? \
-             AND device_id IN (SELECT id FROM devices WHERE revoked_at IS NULL) RETURNING device_id, expires_at",
-        )
-        .bind(old_hash)
-        .bind(user_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((device_id, expires_at)) = old else { return Ok(None) };
-        sqlx::query(
-            "INSERT INTO device_trust (hash, user_id, device_id, created_at, expires_at, last_used_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(new_hash)
-        .bind(user_id)
-        .bind(&device_id)
-        .bind(now)
-        .bind(expires_at)
-        .bind(now)
-        .bind(ip)
-        .bind(user_agent)
-        .execute(&mut *tx)
+        let (old_hash, user_id, new_hash) = (old_hash.to_vec(), user_id.to_owned(), new_hash.to_vec());
+        let (ip, user_agent) = (ip.to_owned(), user_agent.to_owned());
+        self.write(move |c| {
+            let old: Option<(String, i64)> = c
+                .prepare_cached(
+                    "DELETE FROM device_trust WHERE hash = ? AND user_id = ? AND expires_at > ? \
+                     AND device_id IN (SELECT id FROM devices WHERE revoked_at IS NULL) RETURNING device_id, expires_at",
+                )?
+                .query_row(params![old_hash, user_id, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((device_id, expires_at)) = old else { return Ok(None) };
+            c.prepare_cached(
+                "INSERT INTO device_trust (hash, user_id, device_id, created_at, expires_at, last_used_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![new_hash, user_id, device_id, now, expires_at, now, ip, user_agent])?;
+            Ok(Some(device_id))
+        })
         .await
-        .map_err(conflict_or)?;
-        tx.commit().await?;
-        Ok(Some(device_id))
     }
 
     async fn revoke_trust(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u64> {
-        let mut tx = self.write_tx().await?;
-        let r = sqlx::query("DELETE FROM device_trust WHERE user_id = ? AND (? IS NULL OR device_id = ?)")
-            .bind(user_id)
-            .bind(device_id)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE devices SET trusted_until = NULL WHERE user_id = ? AND (? IS NULL OR id = ?)")
-            .bind(user_id)
-            .bind(device_id)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(r.rows_affected())
+        let (user_id, device_id) = (user_id.to_owned(), device_id.map(str::to_owned));
+        self.write(move |c| {
+            let gone = c
+                .prepare_cached("DELETE FROM device_trust WHERE user_id = ? AND (? IS NULL OR device_id = ?)")?
+                .execute(params![user_id, device_id, device_id])?;
+            c.prepare_cached("UPDATE devices SET trusted_until = NULL WHERE user_id = ? AND (? IS NULL OR id = ?)")?
+                .execute(params![user_id, device_id, device_id])?;
+            Ok(gone as u64)
+        })
+        .await
     }
 }

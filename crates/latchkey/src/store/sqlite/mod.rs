@@ -5,114 +5,165 @@ use super::*;
 
 mod accounts;
 mod approvals;
+mod memory;
 mod mfa;
 mod ops;
 mod sessions;
+mod writer;
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Two pools over one database: readers in parallel, and exactly one writer connection, so
-/// writers queue fairly in the process instead of sleeping in SQLite's busy handler (which
-/// wakes by timer, not when the lock frees, and wasted most of a core under load).
+/// A read pool and exactly one writer (see `writer`), so writers queue in the process instead of
+/// sleeping in SQLite's busy handler (which wakes by timer, not when the lock frees).
+///
+/// One SQLite file serves one server process, so what only has to be shared between the
+/// requests of that process is kept in memory here instead of being written on every request:
+/// the rate-limit windows and the time of each device-code poll (see `memory`).
 pub struct SqliteStore {
     read: SqlitePool,
-    write: SqlitePool,
+    writer: writer::Writer,
+    memory: memory::Memory,
 }
 
 const SESSION_COLS: &str =
     "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason";
 
-fn conflict_or(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Backend(e),
-    }
-}
-
 const APPROVAL_COLS: &str = "id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, requester_ip, \
      requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, last_poll_at, slow_downs, \
      poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at";
 
-async fn insert_session_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    d: &DeviceRow,
-    s: &SessionRow,
-    refresh: Option<&RefreshTokenRow>,
-) -> StoreResult<()> {
-    sqlx::query(
+fn insert_session_rows(c: &Connection, d: &DeviceRow, s: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()> {
+    c.prepare_cached(
         "INSERT INTO devices (id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, \
          first_seen_at, last_seen_at, last_ip, trusted_until, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip",
-    )
-    .bind(&d.id)
-    .bind(&d.user_id)
-    .bind(&d.name)
-    .bind(&d.kind)
-    .bind(&d.os)
-    .bind(&d.browser)
-    .bind(&d.user_agent)
-    .bind(&d.authorized_by)
-    .bind(&d.approved_by_device)
-    .bind(d.first_seen_at)
-    .bind(d.last_seen_at)
-    .bind(&d.last_ip)
-    .bind(d.trusted_until)
-    .bind(d.revoked_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
+    )?
+    .execute(params![
+        d.id,
+        d.user_id,
+        d.name,
+        d.kind,
+        d.os,
+        d.browser,
+        d.user_agent,
+        d.authorized_by,
+        d.approved_by_device,
+        d.first_seen_at,
+        d.last_seen_at,
+        d.last_ip,
+        d.trusted_until,
+        d.revoked_at
+    ])?;
+    c.prepare_cached(
         "INSERT INTO sessions (id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, \
          expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-    )
-    .bind(&s.id)
-    .bind(&s.user_id)
-    .bind(&s.device_id)
-    .bind(&s.client_id)
-    .bind(&s.scope)
-    .bind(&s.amr)
-    .bind(&s.web_token_hash)
-    .bind(s.created_at)
-    .bind(s.last_used_at)
-    .bind(s.expires_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(conflict_or)?;
+    )?
+    .execute(params![
+        s.id,
+        s.user_id,
+        s.device_id,
+        s.client_id,
+        s.scope,
+        s.amr,
+        s.web_token_hash,
+        s.created_at,
+        s.last_used_at,
+        s.expires_at
+    ])?;
     if let Some(r) = refresh {
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&r.hash)
-            .bind(&r.session_id)
-            .bind(&r.client_id)
-            .bind(r.created_at)
-            .bind(r.expires_at)
-            .execute(&mut **tx)
-            .await
-            .map_err(conflict_or)?;
+        c.prepare_cached("INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")?
+            .execute(params![r.hash, r.session_id, r.client_id, r.created_at, r.expires_at])?;
     }
     Ok(())
 }
 
-fn bind_approval<'q>(
-    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    a: &'q ApprovalRow,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    q.bind(&a.id)
-        .bind(&a.flow)
-        .bind(&a.device_code_hash)
-        .bind(&a.user_code_hmac)
-        .bind(&a.client_id)
-        .bind(&a.scope)
-        .bind(&a.status)
-        .bind(a.created_at)
-        .bind(a.expires_at)
-        .bind(&a.requester_ip)
-        .bind(&a.requester_ua)
-        .bind(&a.requester_name)
-        .bind(&a.requester_kind)
-        .bind(&a.user_id)
-        .bind(&a.approver_device_id)
-        .bind(a.poll_interval)
-        .bind(&a.match_code)
+fn approval_params(a: &ApprovalRow) -> [&dyn ToSql; 17] {
+    [
+        &a.id,
+        &a.flow,
+        &a.device_code_hash,
+        &a.user_code_hmac,
+        &a.client_id,
+        &a.scope,
+        &a.status,
+        &a.created_at,
+        &a.expires_at,
+        &a.requester_ip,
+        &a.requester_ua,
+        &a.requester_name,
+        &a.requester_kind,
+        &a.user_id,
+        &a.approver_device_id,
+        &a.poll_interval,
+        &a.match_code,
+    ]
+}
+
+/// Reads a row by column name into a struct whose fields are named like the columns.
+macro_rules! from_row {
+    ($row:expr, $T:ident { $($field:ident),* $(,)? }) => {
+        $T { $($field: $row.get(stringify!($field))?),* }
+    };
+}
+
+fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+    Ok(from_row!(
+        r,
+        ApprovalRow {
+            id,
+            flow,
+            device_code_hash,
+            user_code_hmac,
+            client_id,
+            scope,
+            status,
+            created_at,
+            expires_at,
+            requester_ip,
+            requester_ua,
+            requester_name,
+            requester_kind,
+            user_id,
+            approver_device_id,
+            decided_at,
+            poll_interval,
+            last_poll_at,
+            slow_downs,
+            poll_early,
+            session_id,
+            match_code,
+            scanned_at,
+            handoff_hash,
+            handoff_expires_at,
+            handoff_used_at,
+        }
+    ))
+}
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(from_row!(
+        r,
+        SessionRow {
+            id,
+            user_id,
+            device_id,
+            client_id,
+            scope,
+            amr,
+            web_token_hash,
+            created_at,
+            last_used_at,
+            expires_at,
+            revoked_at,
+            revoke_reason,
+        }
+    ))
+}
+
+fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshTokenRow> {
+    Ok(from_row!(r, RefreshTokenRow { hash, session_id, client_id, created_at, expires_at, superseded_at, successor_hash }))
 }
 
 const INSERT_APPROVAL: &str = "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
@@ -126,13 +177,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let migrator = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&migrator).await?;
+        migrator.close().await;
+        let writer = writer::Writer::open(opts.get_filename())?;
         let read = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts.read_only(true)).await?;
-        Ok(Self { read, write })
+        Ok(Self { read, writer, memory: memory::Memory::default() })
     }
 
-    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs one store operation on the writer: it commits before this returns.
+    async fn write<T: Send + 'static>(&self, op: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+        self.writer.write(op).await
     }
 }

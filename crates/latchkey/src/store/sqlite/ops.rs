@@ -10,12 +10,13 @@ impl OpsStore for SqliteStore {
     }
 
     async fn secret_or_insert(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
-        sqlx::query("INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(fresh)
-            .execute(&self.write)
-            .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?").bind(name).fetch_one(&self.write).await?)
+        let (name, fresh) = (name.to_owned(), fresh.to_vec());
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")?
+                .execute(params![name, fresh])?;
+            Ok(c.prepare_cached("SELECT value FROM server_secrets WHERE name = ?")?.query_row([&name], |r| r.get(0))?)
+        })
+        .await
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
@@ -25,30 +26,30 @@ impl OpsStore for SqliteStore {
     }
 
     async fn rotate_signing_key(&self, key: &SigningKeyRow, now: i64) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL").bind(now).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO signing_keys (kid, seed, created_at, retired_at) VALUES (?, ?, ?, NULL)")
-            .bind(&key.kid)
-            .bind(&key.seed)
-            .bind(key.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_or)?;
-        tx.commit().await?;
-        Ok(())
+        let key = key.clone();
+        self.write(move |c| {
+            c.prepare_cached("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")?.execute([now])?;
+            c.prepare_cached("INSERT INTO signing_keys (kid, seed, created_at, retired_at) VALUES (?, ?, ?, NULL)")?.execute(params![
+                key.kid,
+                key.seed,
+                key.created_at
+            ])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, seed, created_at, retired_at) SELECT ?, ?, ?, NULL \
-             WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL) ON CONFLICT DO NOTHING",
-        )
-        .bind(&key.kid)
-        .bind(&key.seed)
-        .bind(key.created_at)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let key = key.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO signing_keys (kid, seed, created_at, retired_at) SELECT ?, ?, ?, NULL \
+                 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![key.kid, key.seed, key.created_at])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn sweep(&self, now: i64, keep_dead: i64) -> StoreResult<u64> {
@@ -67,25 +68,24 @@ impl OpsStore for SqliteStore {
             ("DELETE FROM sessions WHERE COALESCE(revoked_at, expires_at) < ?", now - keep_dead),
             ("DELETE FROM refresh_tokens WHERE superseded_at IS NOT NULL AND expires_at < ?", now - day),
         ];
-        let mut deleted = 0;
+        let mut deleted = self.memory.sweep(now);
+        // One statement per operation, so a long sweep never holds up requests for long.
         for (sql, cutoff) in statements {
-            deleted += sqlx::query(sql).bind(cutoff).execute(&self.write).await?.rows_affected();
+            deleted += self.write(move |c| Ok(c.execute(sql, [cutoff])? as u64)).await?;
         }
         Ok(deleted)
     }
 
     async fn record_audit(&self, e: &AuditRow) -> StoreResult<()> {
-        sqlx::query("INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(e.at)
-            .bind(&e.kind)
-            .bind(&e.user_id)
-            .bind(&e.device_id)
-            .bind(&e.ip)
-            .bind(&e.user_agent)
-            .bind(&e.detail)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let e = e.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![e.at, e.kind, e.user_id, e.device_id, e.ip, e.user_agent, e.detail])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>> {
@@ -106,37 +106,11 @@ impl OpsStore for SqliteStore {
     }
 
     async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts> {
-        let window = window.max(1);
-        let start = now - now.rem_euclid(window);
-        let (current, previous): (i64, i64) = sqlx::query_as(
-            "INSERT INTO rate_limits (key, window_start, count, prev_count) VALUES (?, ?, 1, 0) \
-             ON CONFLICT (key) DO UPDATE SET \
-               prev_count = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.prev_count \
-                                 WHEN rate_limits.window_start = excluded.window_start - ? THEN rate_limits.count ELSE 0 END, \
-               count = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.count + 1 ELSE 1 END, \
-               window_start = excluded.window_start \
-             RETURNING count, prev_count",
-        )
-        .bind(key)
-        .bind(start)
-        .bind(window)
-        .fetch_one(&self.write)
-        .await?;
-        Ok(WindowCounts { current, previous })
+        Ok(self.memory.hit(key, window, now))
     }
 
     async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts> {
-        let window = window.max(1);
-        let start = now - now.rem_euclid(window);
-        let row: Option<(i64, i64, i64)> = sqlx::query_as("SELECT window_start, count, prev_count FROM rate_limits WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(match row {
-            Some((ws, count, prev)) if ws == start => WindowCounts { current: count, previous: prev },
-            Some((ws, count, _)) if ws == start - window => WindowCounts { current: 0, previous: count },
-            _ => WindowCounts::default(),
-        })
+        Ok(self.memory.peek(key, window, now))
     }
 
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {
@@ -148,19 +122,24 @@ impl OpsStore for SqliteStore {
     }
 
     async fn record_login_failure(&self, key: &str, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO login_failures (key, failures, last_failure_at) VALUES (?, 1, ?) \
-             ON CONFLICT (key) DO UPDATE SET failures = login_failures.failures + 1, last_failure_at = excluded.last_failure_at",
-        )
-        .bind(key)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let key = key.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO login_failures (key, failures, last_failure_at) VALUES (?, 1, ?) \
+                 ON CONFLICT (key) DO UPDATE SET failures = login_failures.failures + 1, last_failure_at = excluded.last_failure_at",
+            )?
+            .execute(params![key, now])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?").bind(key).execute(&self.write).await?;
-        Ok(())
+        let key = key.to_owned();
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM login_failures WHERE key = ?")?.execute([key])?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -5,10 +5,8 @@ use super::*;
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, d: &DeviceRow, s: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        insert_session_rows(&mut tx, d, s, refresh).await?;
-        tx.commit().await?;
-        Ok(())
+        let (d, s, refresh) = (d.clone(), s.clone(), refresh.cloned());
+        self.write(move |c| insert_session_rows(c, &d, &s, refresh.as_ref())).await
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>> {
@@ -26,38 +24,34 @@ impl SessionStore for SqliteStore {
     }
 
     async fn touch_session(&self, s: &SessionRow, ip: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?").bind(now).bind(&s.id).execute(&mut *tx).await?;
-        sqlx::query("UPDATE devices SET last_seen_at = ?, last_ip = ? WHERE id = ?")
-            .bind(now)
-            .bind(ip)
-            .bind(&s.device_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let (session_id, device_id, ip) = (s.id.clone(), s.device_id.clone(), ip.to_owned());
+        self.write(move |c| {
+            c.prepare_cached("UPDATE sessions SET last_used_at = ? WHERE id = ?")?.execute(params![now, session_id])?;
+            c.prepare_cached("UPDATE devices SET last_seen_at = ?, last_ip = ? WHERE id = ?")?.execute(params![now, ip, device_id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")?
+                .execute(params![now, reason, id])?
+                == 1)
+        })
+        .await
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64) -> StoreResult<u64> {
-        let r =
-            sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?")
-                .bind(now)
-                .bind(reason)
-                .bind(user_id)
-                .bind(except)
-                .execute(&self.write)
-                .await?;
-        Ok(r.rows_affected())
+        let (user_id, except, reason) = (user_id.to_owned(), except.map(str::to_owned), reason.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
+            )?
+            .execute(params![now, reason, user_id, except])? as u64)
+        })
+        .await
     }
 
     async fn count_live_sessions(&self, now: i64) -> StoreResult<i64> {
@@ -82,24 +76,24 @@ impl SessionStore for SqliteStore {
     }
 
     async fn revoke_device(&self, user_id: &str, device_id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let r = sqlx::query("UPDATE devices SET revoked_at = ?, trusted_until = NULL WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(device_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = 'device_revoked' WHERE device_id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM device_trust WHERE device_id = ?").bind(device_id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.write(move |c| {
+            let revoked = c
+                .prepare_cached(
+                    "UPDATE devices SET revoked_at = ?, trusted_until = NULL WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+                )?
+                .execute(params![now, device_id, user_id])?;
+            if revoked == 0 {
+                return Ok(false);
+            }
+            c.prepare_cached(
+                "UPDATE sessions SET revoked_at = ?, revoke_reason = 'device_revoked' WHERE device_id = ? AND revoked_at IS NULL",
+            )?
+            .execute(params![now, device_id])?;
+            c.prepare_cached("DELETE FROM device_trust WHERE device_id = ?")?.execute([&device_id])?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -110,45 +104,41 @@ impl SessionStore for SqliteStore {
         idle_expires_at: i64,
         now: i64,
     ) -> StoreResult<Rotation> {
-        let mut tx = self.write_tx().await?;
-        let session_id: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET superseded_at = ?, successor_hash = ? \
-             WHERE hash = ? AND client_id = ? AND superseded_at IS NULL AND expires_at > ? \
-             AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL AND s.expires_at > ?) \
-             RETURNING session_id",
-        )
-        .bind(now)
-        .bind(new_hash)
-        .bind(old_hash)
-        .bind(client_id)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(session_id) = session_id else {
-            drop(tx);
-            return Ok(Rotation::NotRotated(self.refresh_token(old_hash).await?));
-        };
-        let expires_at: i64 = sqlx::query_scalar(
-            "INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) \
-             SELECT ?, s.id, ?, ?, MIN(?, s.expires_at) FROM sessions s WHERE s.id = ? RETURNING expires_at",
-        )
-        .bind(new_hash)
-        .bind(client_id)
-        .bind(now)
-        .bind(idle_expires_at)
-        .bind(&session_id)
-        .fetch_one(&mut *tx)
+        let (old_hash, client_id, new_hash) = (old_hash.to_vec(), client_id.to_owned(), new_hash.to_vec());
+        self.write(move |c| {
+            let session_id: Option<String> = c
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET superseded_at = ?, successor_hash = ? \
+                     WHERE hash = ? AND client_id = ? AND superseded_at IS NULL AND expires_at > ? \
+                     AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL AND s.expires_at > ?) \
+                     RETURNING session_id",
+                )?
+                .query_row(params![now, new_hash, old_hash, client_id, now, now], |r| r.get(0))
+                .optional()?;
+            let Some(session_id) = session_id else {
+                let row = c
+                    .prepare_cached(
+                        "SELECT hash, session_id, client_id, created_at, expires_at, superseded_at, successor_hash FROM refresh_tokens WHERE hash = ?",
+                    )?
+                    .query_row([&old_hash], refresh_row)
+                    .optional()?;
+                return Ok(Rotation::NotRotated(row));
+            };
+            let expires_at: i64 = c
+                .prepare_cached(
+                    "INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) \
+                     SELECT ?, s.id, ?, ?, MIN(?, s.expires_at) FROM sessions s WHERE s.id = ? RETURNING expires_at",
+                )?
+                .query_row(params![new_hash, client_id, now, idle_expires_at, session_id], |r| r.get(0))?;
+            let session = c
+                .prepare_cached(
+                    "UPDATE sessions SET last_used_at = ? WHERE id = ? RETURNING id, user_id, device_id, client_id, scope, amr, \
+                     web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason",
+                )?
+                .query_row(params![now, session_id], session_row)?;
+            Ok(Rotation::Rotated { session, expires_at })
+        })
         .await
-        .map_err(conflict_or)?;
-        let session: SessionRow =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("UPDATE sessions SET last_used_at = ? WHERE id = ? RETURNING {SESSION_COLS}")))
-                .bind(now)
-                .bind(&session_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(Rotation::Rotated { session, expires_at })
     }
 
     async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshTokenRow>> {
