@@ -111,6 +111,13 @@ impl<'a> Audit<'a> {
     }
 
     pub async fn record(self, app: &App) -> AppResult<()> {
+        app.store.record_audit(&self.row(app)).await?;
+        Ok(())
+    }
+
+    /// The row to store, for a store method that writes it together with the change it records.
+    /// Logs the event as `record` does.
+    pub fn row(self, app: &App) -> AuditRow {
         tracing::info!(
             event = self.kind.as_str(),
             user_id = self.user_id,
@@ -118,7 +125,7 @@ impl<'a> Audit<'a> {
             ip = self.meta.map(|m| m.ip.as_str()),
             "audit"
         );
-        let row = AuditRow {
+        AuditRow {
             id: 0,
             at: app.now(),
             kind: self.kind.as_str().into(),
@@ -127,8 +134,6 @@ impl<'a> Audit<'a> {
             ip: self.meta.map(|m| m.ip.clone()),
             user_agent: self.meta.map(|m| m.user_agent.clone()),
             detail: self.detail.to_string(),
-        };
-        app.store.record_audit(&row).await?;
-        Ok(())
+        }
     }
 }

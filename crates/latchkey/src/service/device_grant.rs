@@ -73,7 +73,11 @@ pub async fn authorize(
             session_id: None,
             ..Default::default()
         };
-        match app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now).await {
+        let issued = Audit::new(AuditKind::DeviceCodeIssued)
+            .meta(meta)
+            .detail(serde_json::json!({ "client_id": client.id, "request": row.id }))
+            .row(app);
+        match app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now, Some(&issued)).await {
             Ok(Created::Yes) => {}
             Ok(Created::CapReached) => {
                 metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
@@ -82,11 +86,6 @@ pub async fn authorize(
             Err(crate::store::StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
-        Audit::new(AuditKind::DeviceCodeIssued)
-            .meta(meta)
-            .detail(serde_json::json!({ "client_id": client.id, "request": row.id }))
-            .record(app)
-            .await?;
         metrics::counter!("latchkey_device_authorizations_total").increment(1);
         let shown = codes::display(&user_code);
         return Ok(DeviceAuthorization {

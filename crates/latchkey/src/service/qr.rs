@@ -65,7 +65,7 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
         ..Default::default()
     };
     let d = &app.settings.device;
-    if app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now).await? == Created::CapReached {
+    if app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now, None).await? == Created::CapReached {
         metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
         return Err(AppError::RateLimited { retry_after: 60 });
     }

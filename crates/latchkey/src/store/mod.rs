@@ -213,8 +213,16 @@ pub trait SessionStore: Send + Sync + 'static {
 #[async_trait]
 pub trait ApprovalStore: Send + Sync + 'static {
     /// Inserts a pending approval unless the requester's IP already has `cap_per_ip` live pending
-    /// requests or the server `cap_total` (0: no cap), in one conditional write.
-    async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created>;
+    /// requests or the server `cap_total` (0: no cap), in one conditional write. `audit`, if any,
+    /// is written in the same transaction when the approval is, so the two commit together.
+    async fn create_approval(
+        &self,
+        a: &ApprovalRow,
+        cap_per_ip: i64,
+        cap_total: i64,
+        now: i64,
+        audit: Option<&AuditRow>,
+    ) -> StoreResult<Created>;
 
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>>;
 
@@ -231,7 +239,9 @@ pub trait ApprovalStore: Send + Sync + 'static {
     /// it is already bound to another user) and noting the deciding device; one conditional write.
     async fn decide_approval(&self, decision: &Decision<'_>, now: i64) -> StoreResult<Option<ApprovalRow>>;
 
-    /// Ends a pending approval as denied after polling abuse.
+    /// Ends a pending approval as denied after polling abuse. An approved one is left alone: the
+    /// poll that collects it may still be on its way while concurrent polls count as abuse, and
+    /// those must not take the tokens from it (it is collected once either way).
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()>;
 
     /// Marks an approved, unexpired approval collected and creates the new device's session with

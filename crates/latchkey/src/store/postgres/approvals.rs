@@ -4,7 +4,14 @@ use super::*;
 
 #[async_trait]
 impl ApprovalStore for PgStore {
-    async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created> {
+    async fn create_approval(
+        &self,
+        a: &ApprovalRow,
+        cap_per_ip: i64,
+        cap_total: i64,
+        now: i64,
+        audit: Option<&AuditRow>,
+    ) -> StoreResult<Created> {
         let q = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{INSERT_APPROVAL} SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
              WHERE ($18 = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = $10 AND status = 'pending' AND expires_at > $19) < $18) \
@@ -17,6 +24,9 @@ impl ApprovalStore for PgStore {
             xact_lock(&mut tx, LOCK_APPROVAL_CAPS, "").await?;
         }
         let r = bind_approval(q, a).bind(cap_per_ip).bind(now).bind(cap_total).execute(&mut *tx).await.map_err(conflict_or)?;
+        if let (1, Some(e)) = (r.rows_affected(), audit) {
+            insert_audit(&mut *tx, e).await?;
+        }
         tx.commit().await?;
         Ok(if r.rows_affected() == 1 { Created::Yes } else { Created::CapReached })
     }
@@ -91,7 +101,7 @@ impl ApprovalStore for PgStore {
     }
 
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE approvals SET status = 'denied', decided_at = $1 WHERE id = $2 AND status IN ('pending', 'approved')")
+        sqlx::query("UPDATE approvals SET status = 'denied', decided_at = $1 WHERE id = $2 AND status = 'pending'")
             .bind(now)
             .bind(id)
             .execute(&self.pool)

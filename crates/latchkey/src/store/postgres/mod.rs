@@ -149,3 +149,17 @@ impl PgStore {
         &self.pool
     }
 }
+
+async fn insert_audit<'e>(db: impl sqlx::PgExecutor<'e>, e: &AuditRow) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.user_id)
+        .bind(&e.device_id)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail)
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -78,17 +78,7 @@ impl OpsStore for PgStore {
     }
 
     async fn record_audit(&self, e: &AuditRow) -> StoreResult<()> {
-        sqlx::query("INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(e.at)
-            .bind(&e.kind)
-            .bind(&e.user_id)
-            .bind(&e.device_id)
-            .bind(&e.ip)
-            .bind(&e.user_agent)
-            .bind(&e.detail)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        insert_audit(&self.pool, e).await
     }
 
     async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>> {

@@ -15,13 +15,26 @@ const RETURNING_APPROVAL: &str = " RETURNING id, flow, device_code_hash, user_co
 
 #[async_trait]
 impl ApprovalStore for SqliteStore {
-    async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, cap_total: i64, now: i64) -> StoreResult<Created> {
-        let a = a.clone();
+    async fn create_approval(
+        &self,
+        a: &ApprovalRow,
+        cap_per_ip: i64,
+        cap_total: i64,
+        now: i64,
+        audit: Option<&AuditRow>,
+    ) -> StoreResult<Created> {
+        let (a, audit) = (a.clone(), audit.cloned());
         self.write(move |c| {
             let mut p: Vec<&dyn ToSql> = approval_params(&a).to_vec();
             p.extend([&cap_per_ip as &dyn ToSql, &a.requester_ip, &now, &cap_per_ip, &cap_total, &now, &cap_total]);
             let n = c.prepare_cached(CREATE_APPROVAL)?.execute(p.as_slice())?;
-            Ok(if n == 1 { Created::Yes } else { Created::CapReached })
+            if n != 1 {
+                return Ok(Created::CapReached);
+            }
+            if let Some(e) = &audit {
+                insert_audit(c, e)?;
+            }
+            Ok(Created::Yes)
         })
         .await
     }
@@ -112,7 +125,7 @@ impl ApprovalStore for SqliteStore {
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()> {
         let id = id.to_owned();
         self.write(move |c| {
-            c.prepare_cached("UPDATE approvals SET status = 'denied', decided_at = ? WHERE id = ? AND status IN ('pending', 'approved')")?
+            c.prepare_cached("UPDATE approvals SET status = 'denied', decided_at = ? WHERE id = ? AND status = 'pending'")?
                 .execute(params![now, id])?;
             Ok(())
         })

@@ -79,6 +79,12 @@ fn insert_session_rows(c: &Connection, d: &DeviceRow, s: &SessionRow, refresh: O
     Ok(())
 }
 
+fn insert_audit(c: &Connection, e: &AuditRow) -> StoreResult<()> {
+    c.prepare_cached("INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")?
+        .execute(params![e.at, e.kind, e.user_id, e.device_id, e.ip, e.user_agent, e.detail])?;
+    Ok(())
+}
+
 fn approval_params(a: &ApprovalRow) -> [&dyn ToSql; 17] {
     [
         &a.id,

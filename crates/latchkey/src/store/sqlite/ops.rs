@@ -78,14 +78,7 @@ impl OpsStore for SqliteStore {
 
     async fn record_audit(&self, e: &AuditRow) -> StoreResult<()> {
         let e = e.clone();
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )?
-            .execute(params![e.at, e.kind, e.user_id, e.device_id, e.ip, e.user_agent, e.detail])?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| insert_audit(c, &e)).await
     }
 
     async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>> {
