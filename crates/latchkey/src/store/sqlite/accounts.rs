@@ -19,17 +19,11 @@ impl AccountStore for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
-        Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = ?")
-            .bind(email)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one("SELECT id, email, password_hash, created_at FROM users WHERE email = ?", [email], user_row)
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRow>> {
-        Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one("SELECT id, email, password_hash, created_at FROM users WHERE id = ?", [id], user_row)
     }
 
     async fn create_client(&self, c: &ClientRow) -> StoreResult<()> {
@@ -47,7 +41,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
-        Ok(sqlx::query_as("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?").bind(id).fetch_optional(&self.read).await?)
+        self.one("SELECT id, name, secret_hash, created_at FROM clients WHERE id = ?", [id], client_row)
     }
 
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {

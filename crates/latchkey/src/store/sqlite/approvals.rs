@@ -9,10 +9,6 @@ const CREATE_APPROVAL: &str = "INSERT INTO approvals (id, flow, device_code_hash
      WHERE (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = ? AND status = 'pending' AND expires_at > ?) < ?) \
        AND (? = 0 OR (SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?) < ?)";
 
-const RETURNING_APPROVAL: &str = " RETURNING id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
-     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, \
-     last_poll_at, slow_downs, poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at";
-
 #[async_trait]
 impl ApprovalStore for SqliteStore {
     async fn create_approval(
@@ -40,36 +36,25 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE id = ?"), [id], approval_row)
     }
 
     async fn approval_by_user_code(&self, hmac: &[u8]) -> StoreResult<Option<ApprovalRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE user_code_hmac = ?")))
-            .bind(hmac)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE user_code_hmac = ?"), [hmac], approval_row)
     }
 
     async fn approval_by_secret(&self, hash: &[u8]) -> StoreResult<Option<ApprovalRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE device_code_hash = ?")))
-            .bind(hash)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE device_code_hash = ?"), [hash], approval_row)
     }
 
     async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
         // A pending poll only reads: the time of each poll is kept in memory (see `memory`), and
         // only a too-early poll writes, to count its slow_down and lengthen the interval.
-        let found: Option<ApprovalRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {APPROVAL_COLS} FROM approvals WHERE device_code_hash = ? AND client_id = ?"
-        )))
-        .bind(device_code_hash)
-        .bind(client_id)
-        .fetch_optional(&self.read)
-        .await?;
+        let found = self.one(
+            concat!("SELECT ", approval_cols!(), " FROM approvals WHERE device_code_hash = ? AND client_id = ?"),
+            params![device_code_hash, client_id],
+            approval_row,
+        )?;
         let Some(mut a) = found else { return Ok(None) };
         if !self.memory.poll(&a.id, now, a.poll_interval, a.expires_at) {
             a.poll_early = 0;
@@ -80,7 +65,8 @@ impl ApprovalStore for SqliteStore {
             .write(move |c| {
                 Ok(c.prepare_cached(&format!(
                     "UPDATE approvals SET poll_early = 1, slow_downs = slow_downs + 1, poll_interval = poll_interval + 5, last_poll_at = ? \
-                     WHERE id = ?{RETURNING_APPROVAL}"
+                     WHERE id = ?{}",
+                    concat!(" RETURNING ", approval_cols!())
                 ))?
                 .query_row(params![now, id], approval_row)
                 .optional()?)
@@ -99,7 +85,8 @@ impl ApprovalStore for SqliteStore {
         let sql = format!(
             "UPDATE approvals SET status = ?, user_id = ?, approver_device_id = ?, decided_at = ?, \
              requester_name = COALESCE(?, requester_name), handoff_hash = ?, handoff_expires_at = ? \
-             WHERE {filter} AND status = 'pending' AND expires_at > ?{RETURNING_APPROVAL}"
+             WHERE {filter} AND status = 'pending' AND expires_at > ?{}",
+            concat!(" RETURNING ", approval_cols!())
         );
         let (handoff_hash, handoff_expires_at) = match &d.handoff {
             Some((h, e)) => (Some(h.clone()), Some(*e)),
@@ -162,7 +149,8 @@ impl ApprovalStore for SqliteStore {
             Ok(c.prepare_cached(&format!(
                 "UPDATE approvals SET user_id = ?, approver_device_id = ?, scanned_at = COALESCE(scanned_at, ?) \
                  WHERE id = ? AND flow = 'qr' AND status = 'pending' AND expires_at > ? \
-                   AND (approver_device_id IS NULL OR (approver_device_id = ? AND user_id = ?)){RETURNING_APPROVAL}"
+                   AND (approver_device_id IS NULL OR (approver_device_id = ? AND user_id = ?)){}",
+                concat!(" RETURNING ", approval_cols!())
             ))?
             .query_row(params![user_id, device_id, now, id, now, device_id, user_id], approval_row)
             .optional()?)
@@ -222,12 +210,11 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn pairing_code(&self, id: &str) -> StoreResult<Option<PairingCodeRow>> {
-        Ok(sqlx::query_as(
+        self.one(
             "SELECT id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at, redeemed_at, approval_id FROM pairing_codes WHERE id = ?",
+            [id],
+            pairing_row,
         )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?)
     }
 
     async fn redeem_pairing_code(&self, code_hmac: &[u8], a: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>> {

@@ -3,11 +3,26 @@
 
 use super::*;
 
+/// Column lists, as macros so that `concat!` can build whole statements at compile time.
+macro_rules! session_cols {
+    () => {
+        "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason"
+    };
+}
+macro_rules! approval_cols {
+    () => {
+        "id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, requester_ip, \
+     requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, last_poll_at, slow_downs, \
+     poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at"
+    };
+}
+
 mod accounts;
 mod approvals;
 mod memory;
 mod mfa;
 mod ops;
+mod readers;
 mod sessions;
 mod writer;
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
@@ -23,16 +38,10 @@ use std::time::Duration;
 /// the rate-limit windows and the time of each device-code poll (see `memory`).
 pub struct SqliteStore {
     read: SqlitePool,
+    point: readers::Readers,
     writer: writer::Writer,
     memory: memory::Memory,
 }
-
-const SESSION_COLS: &str =
-    "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason";
-
-const APPROVAL_COLS: &str = "id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, requester_ip, \
-     requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, last_poll_at, slow_downs, \
-     poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at";
 
 fn insert_session_rows(c: &Connection, d: &DeviceRow, s: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()> {
     c.prepare_cached(
@@ -168,6 +177,18 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     ))
 }
 
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(from_row!(r, UserRow { id, email, password_hash, created_at }))
+}
+
+fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
+    Ok(from_row!(r, ClientRow { id, name, secret_hash, created_at }))
+}
+
+fn pairing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PairingCodeRow> {
+    Ok(from_row!(r, PairingCodeRow { id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at, redeemed_at, approval_id }))
+}
+
 fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshTokenRow> {
     Ok(from_row!(r, RefreshTokenRow { hash, session_id, client_id, created_at, expires_at, superseded_at, successor_hash }))
 }
@@ -187,12 +208,26 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&migrator).await?;
         migrator.close().await;
         let writer = writer::Writer::open(opts.get_filename())?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let point = readers::Readers::open(opts.get_filename(), workers + 2)?;
         let read = SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts.read_only(true)).await?;
-        Ok(Self { read, writer, memory: memory::Memory::default() })
+        Ok(Self { read, point, writer, memory: memory::Memory::default() })
     }
 
     /// Runs one store operation on the writer: it commits before this returns.
     async fn write<T: Send + 'static>(&self, op: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
         self.writer.write(op).await
+    }
+}
+
+impl SqliteStore {
+    /// One row by a unique key, read on the calling task (see `readers`).
+    fn one<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        self.point.read(|c| c.prepare_cached(sql)?.query_row(params, row).optional())
     }
 }

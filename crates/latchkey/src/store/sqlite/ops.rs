@@ -107,10 +107,8 @@ impl OpsStore for SqliteStore {
     }
 
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {
-        let row: Option<(i64, i64)> = sqlx::query_as("SELECT failures, last_failure_at FROM login_failures WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.read)
-            .await?;
+        let row: Option<(i64, i64)> =
+            self.one("SELECT failures, last_failure_at FROM login_failures WHERE key = ?", [key], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(row.map(|(f, at)| (u32::try_from(f).unwrap_or(u32::MAX), at)))
     }
 

@@ -10,17 +10,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one(concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?"), [id], session_row)
     }
 
     async fn session_by_web_token(&self, hash: &[u8]) -> StoreResult<Option<SessionRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLS} FROM sessions WHERE web_token_hash = ?")))
-            .bind(hash)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one(concat!("SELECT ", session_cols!(), " FROM sessions WHERE web_token_hash = ?"), [hash], session_row)
     }
 
     async fn touch_session(&self, s: &SessionRow, ip: &str, now: i64) -> StoreResult<()> {
@@ -142,11 +136,10 @@ impl SessionStore for SqliteStore {
     }
 
     async fn refresh_token(&self, hash: &[u8]) -> StoreResult<Option<RefreshTokenRow>> {
-        Ok(sqlx::query_as(
+        self.one(
             "SELECT hash, session_id, client_id, created_at, expires_at, superseded_at, successor_hash FROM refresh_tokens WHERE hash = ?",
+            [hash],
+            refresh_row,
         )
-        .bind(hash)
-        .fetch_optional(&self.read)
-        .await?)
     }
 }
