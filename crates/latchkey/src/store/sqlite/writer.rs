@@ -59,8 +59,8 @@ impl Writer {
                 .map(drop)
                 .map_err(|e| StoreError::Writer(format!("cannot start the {name} thread: {e}")))
         };
-        spawn("latchkey-sqlite-writer", Box::new(move || run(conn, queue)))?;
-        spawn("latchkey-sqlite-checkpoint", Box::new(move || checkpoint(checkpointer, watched)))?;
+        spawn("sqlite-writer", Box::new(move || run(conn, queue)))?;
+        spawn("sqlite-ckpt", Box::new(move || checkpoint(checkpointer, watched)))?;
         Ok(Self { jobs, _alive: alive })
     }
 
