@@ -19,10 +19,11 @@ impl MfaStore for SqliteStore {
     }
 
     async fn totp(&self, user_id: &str) -> StoreResult<Option<TotpRow>> {
-        Ok(sqlx::query_as("SELECT user_id, secret_enc, created_at, confirmed_at, last_step FROM totp_credentials WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.read)
-            .await?)
+        self.one(
+            "SELECT user_id, secret_enc, created_at, confirmed_at, last_step FROM totp_credentials WHERE user_id = ?",
+            [user_id],
+            |r| Ok(from_row!(r, TotpRow { user_id, secret_enc, created_at, confirmed_at, last_step })),
+        )
     }
 
     async fn confirm_totp(&self, user_id: &str, step: i64, recovery_hmacs: &[Vec<u8>], now: i64) -> StoreResult<bool> {
@@ -79,8 +80,7 @@ impl MfaStore for SqliteStore {
     }
 
     async fn email_factor(&self, user_id: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM email_factors WHERE user_id = ?").bind(user_id).fetch_one(&self.read).await?;
-        Ok(n > 0)
+        Ok(self.one("SELECT 1 FROM email_factors WHERE user_id = ?", [user_id], |_| Ok(()))?.is_some())
     }
 
     async fn enable_email_factor(&self, user_id: &str, now: i64) -> StoreResult<()> {

@@ -17,6 +17,26 @@ macro_rules! approval_cols {
     };
 }
 
+/// Reads a row into a struct whose fields are named, and ordered, like the selected columns.
+/// By position, since looking columns up by name cost more than the read on hot paths; debug
+/// builds (the tests) check every name.
+macro_rules! from_row {
+    ($row:expr, $T:ident { $($field:ident),* $(,)? }) => {{
+        let row: &rusqlite::Row<'_> = $row;
+        let mut i = 0usize;
+        #[allow(unused_assignments)]
+        let value = $T {
+            $($field: {
+                debug_assert_eq!(row.as_ref().column_name(i).ok(), Some(stringify!($field)), "column {i}");
+                let v = row.get(i)?;
+                i += 1;
+                v
+            }),*
+        };
+        value
+    }};
+}
+
 mod accounts;
 mod approvals;
 mod memory;
@@ -114,26 +134,6 @@ fn approval_params(a: &ApprovalRow) -> [&dyn ToSql; 17] {
         &a.poll_interval,
         &a.match_code,
     ]
-}
-
-/// Reads a row into a struct whose fields are named, and ordered, like the selected columns.
-/// By position, since looking columns up by name cost more than the read on hot paths; debug
-/// builds (the tests) check every name.
-macro_rules! from_row {
-    ($row:expr, $T:ident { $($field:ident),* $(,)? }) => {{
-        let row: &rusqlite::Row<'_> = $row;
-        let mut i = 0usize;
-        #[allow(unused_assignments)]
-        let value = $T {
-            $($field: {
-                debug_assert_eq!(row.as_ref().column_name(i).ok(), Some(stringify!($field)), "column {i}");
-                let v = row.get(i)?;
-                i += 1;
-                v
-            }),*
-        };
-        value
-    }};
 }
 
 fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
