@@ -135,8 +135,13 @@ pub async fn events(
         return super::error::problem(StatusCode::FORBIDDEN, "this origin may not open the socket");
     }
     let cookie_secret = jar.get(cookie_names(s.app.secure_cookies).qr).map(|c| c.value().to_owned());
+    // Tens of thousands of browsers may wait at once, and tungstenite's default buffers are
+    // 128 KiB each way; our messages are a few hundred bytes, so small buffers suffice, and a
+    // write goes out at once.
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
+        .read_buffer_size(MAX_MESSAGE)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| serve_socket(socket, s, id, cookie_secret))
         .into_response()
 }
