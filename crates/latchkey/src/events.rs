@@ -2,7 +2,10 @@
 //! a poller). In-process broadcast for one instance on SQLite; PostgreSQL LISTEN/NOTIFY across
 //! instances, behind the same trait.
 
-use tokio::sync::broadcast;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, broadcast};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "e", rename_all = "snake_case")]
@@ -29,27 +32,119 @@ pub enum Event {
 
 pub trait EventBus: Send + Sync + 'static {
     fn publish(&self, event: Event);
+    /// Every event.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Only the changes of one approval (and `Resync`): what a waiting browser needs. Tens of
+    /// thousands may wait at once, and an event must not wake them all.
+    fn watch_approval(&self, approval_id: &str) -> Watch;
+}
+
+/// Delivers events to this process's subscribers: to everyone through the broadcast, and to
+/// the watchers of the approval it names.
+struct Hub {
+    tx: broadcast::Sender<Event>,
+    watchers: Arc<Watchers>,
+}
+
+impl Hub {
+    fn new(capacity: usize) -> Self {
+        Self { tx: broadcast::channel(capacity).0, watchers: Arc::default() }
+    }
+
+    fn deliver(&self, event: Event) {
+        match &event {
+            Event::ApprovalChanged { approval_id } => self.watchers.wake(approval_id),
+            Event::Resync => self.watchers.wake_all(),
+            _ => {}
+        }
+        // No subscriber is not an error: nobody was waiting.
+        let _ = self.tx.send(event);
+    }
+}
+
+/// Approval id → (registration token, its wake-up) of each watcher.
+type WatchMap = HashMap<String, Vec<(u64, Arc<Notify>)>>;
+
+/// Who waits for which approval. A `Notify` keeps one wake-up for a watcher that is not
+/// waiting at that moment, so nothing is lost between looking at the store and waiting again.
+#[derive(Default)]
+struct Watchers {
+    by_id: Mutex<WatchMap>,
+    next: AtomicU64,
+}
+
+impl Watchers {
+    fn watch(self: &Arc<Self>, id: &str) -> Watch {
+        let (token, notify) = (self.next.fetch_add(1, Ordering::Relaxed), Arc::new(Notify::new()));
+        self.lock().entry(id.to_owned()).or_default().push((token, notify.clone()));
+        Watch { notify, id: id.to_owned(), token, watchers: self.clone() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchMap> {
+        self.by_id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self, id: &str) {
+        for (_, n) in self.lock().get(id).into_iter().flatten() {
+            n.notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        for (_, n) in self.lock().values().flatten() {
+            n.notify_one();
+        }
+    }
+}
+
+/// A registration for the changes of one approval; it ends when dropped.
+pub struct Watch {
+    notify: Arc<Notify>,
+    id: String,
+    token: u64,
+    watchers: Arc<Watchers>,
+}
+
+impl Watch {
+    /// Resolves at the next change (or at once if one came since the last call).
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut map = self.watchers.lock();
+        if let Some(list) = map.get_mut(&self.id) {
+            list.retain(|(t, _)| *t != self.token);
+            if list.is_empty() {
+                map.remove(&self.id);
+            }
+        }
+    }
 }
 
 pub struct LocalEvents {
-    tx: broadcast::Sender<Event>,
+    hub: Hub,
 }
 
 impl Default for LocalEvents {
     fn default() -> Self {
-        Self { tx: broadcast::channel(1024).0 }
+        Self { hub: Hub::new(1024) }
     }
 }
 
 impl EventBus for LocalEvents {
     fn publish(&self, event: Event) {
-        // No subscriber is not an error: nobody was waiting.
-        let _ = self.tx.send(event);
+        self.hub.deliver(event);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+        self.hub.tx.subscribe()
+    }
+
+    fn watch_approval(&self, approval_id: &str) -> Watch {
+        self.hub.watchers.watch(approval_id)
     }
 }
 
@@ -57,7 +152,7 @@ impl EventBus for LocalEvents {
 /// hears every event through its listening connection; a lost connection is re-established and
 /// followed by `Resync`, so waiters catch up from the database.
 pub struct PgEvents {
-    tx: broadcast::Sender<Event>,
+    hub: Hub,
     pool: sqlx::PgPool,
     channel: String,
 }
@@ -73,8 +168,7 @@ impl PgEvents {
         let place: String = sqlx::query_scalar("SELECT current_database() || '/' || current_schema()").fetch_one(&pool).await?;
         let digest = sha2::Sha256::digest(place.as_bytes());
         let channel = format!("latchkey_{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
-        let (tx, _) = broadcast::channel(4096);
-        let me = std::sync::Arc::new(Self { tx, pool, channel });
+        let me = std::sync::Arc::new(Self { hub: Hub::new(4096), pool, channel });
         let listener = me.clone();
         tokio::spawn(async move { listener.listen_forever().await });
         Ok(me)
@@ -88,19 +182,17 @@ impl PgEvents {
                         tracing::warn!(error = %e, "LISTEN failed; retrying");
                     } else {
                         // Whatever happened while we were not listening is in the store.
-                        let _ = self.tx.send(Event::Resync);
+                        self.hub.deliver(Event::Resync);
                         loop {
                             match l.try_recv().await {
                                 Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
-                                    Ok(ev) => {
-                                        let _ = self.tx.send(ev);
-                                    }
+                                    Ok(ev) => self.hub.deliver(ev),
                                     Err(e) => tracing::warn!(error = %e, "unreadable event"),
                                 },
                                 // The connection was lost; the listener reconnects on the next call.
                                 Ok(None) => {
                                     tracing::warn!("event connection lost; reconnecting");
-                                    let _ = self.tx.send(Event::Resync);
+                                    self.hub.deliver(Event::Resync);
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "event connection failed");
@@ -129,6 +221,35 @@ impl EventBus for PgEvents {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+        self.hub.tx.subscribe()
+    }
+
+    fn watch_approval(&self, approval_id: &str) -> Watch {
+        self.hub.watchers.watch(approval_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn woken(w: &Watch) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), w.changed()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_watch_wakes_only_for_its_approval_and_keeps_one_wakeup() {
+        let bus = LocalEvents::default();
+        let (a, b) = (bus.watch_approval("a"), bus.watch_approval("b"));
+        bus.publish(Event::ApprovalChanged { approval_id: "a".into() });
+        assert!(woken(&a).await, "the change came before the wait and is kept");
+        assert!(!woken(&b).await, "another approval's change does not wake it");
+        assert!(!woken(&a).await, "one change, one wake-up");
+        bus.publish(Event::Resync);
+        assert!(woken(&a).await && woken(&b).await, "a resync wakes everyone");
+        drop(a);
+        bus.publish(Event::ApprovalChanged { approval_id: "a".into() });
+        assert!(bus.hub.watchers.lock().get("a").is_none(), "a dropped watch is forgotten");
     }
 }

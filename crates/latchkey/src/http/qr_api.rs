@@ -6,7 +6,6 @@ use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
 use super::pages::cookie_names;
 use crate::app::{AppError, ClientMeta};
-use crate::events::Event;
 use crate::service::mfa::Signed;
 use crate::service::qr::{self, BrowserState, PhoneView, QrLogin};
 use crate::service::sessions::TokenResponse;
@@ -162,8 +161,8 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
         Some(c) => Some(c),
         None => read_secret(&mut socket).await,
     };
-    // Subscribe before reading the state, so no change between the two is missed.
-    let mut rx = s.app.events.subscribe();
+    // Watch before reading the state, so no change between the two is missed.
+    let watch = s.app.events.watch_approval(&id);
     let approval = match secret {
         Some(secret) => qr::own(&s.app, &id, &secret).await.ok(),
         None => None,
@@ -175,7 +174,8 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
     };
     let idle = Duration::from_secs(s.app.settings.qr.socket_idle_secs);
     let lifetime = Duration::from_secs((approval.expires_at - s.app.now()).max(0) as u64 + 2);
-    let deadline = tokio::time::Instant::now() + lifetime;
+    let expiry = tokio::time::sleep(lifetime);
+    tokio::pin!(expiry);
     let mut last_heard = tokio::time::Instant::now();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -206,15 +206,8 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
             }
         }
         tokio::select! {
-            ev = rx.recv() => match ev {
-                Ok(Event::ApprovalChanged { approval_id }) if approval_id == id => check_now = true,
-                Ok(Event::Resync) => check_now = true,
-                Ok(_) => {}
-                // Missed events: look at the store instead.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => check_now = true,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
-            _ = tokio::time::sleep_until(deadline) => {
+            () = watch.changed() => check_now = true,
+            () = &mut expiry => {
                 let expired = BrowserState { kind: "expired", device: None, handoff_code: None, expires_in: None };
                 let _ = socket.send(Message::Text(serde_json::to_string(&expired).unwrap_or_default().into())).await;
                 let _ = socket.send(close(1000, "expired")).await;

@@ -126,13 +126,7 @@ pub async fn browser_state(app: &App, a: &ApprovalRow) -> AppResult<BrowserState
         State::Pending if a.scanned_at.is_some() => {
             st.kind = "scanned";
             st.device = match &a.approver_device_id {
-                Some(d) => app
-                    .store
-                    .devices_for_user(a.user_id.as_deref().unwrap_or_default(), now)
-                    .await?
-                    .into_iter()
-                    .find(|x| &x.id == d)
-                    .map(|x| x.name),
+                Some(d) => app.store.device(a.user_id.as_deref().unwrap_or_default(), d).await?.map(|x| x.name),
                 None => None,
             };
         }

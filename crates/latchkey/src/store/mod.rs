@@ -186,6 +186,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     async fn count_live_sessions(&self, now: i64) -> StoreResult<i64>;
 
+    /// One device of the user, unless revoked.
+    async fn device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<DeviceRow>>;
+
     /// The user's devices that are signed in (a live session) or remembered (trusted until
     /// after `now`), most recently seen first.
     async fn devices_for_user(&self, user_id: &str, now: i64) -> StoreResult<Vec<DeviceRow>>;

@@ -69,6 +69,17 @@ impl SessionStore for PgStore {
             .await?)
     }
 
+    async fn device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<DeviceRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, first_seen_at, \
+             last_seen_at, last_ip, trusted_until, revoked_at FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(device_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn devices_for_user(&self, user_id: &str, now: i64) -> StoreResult<Vec<DeviceRow>> {
         Ok(sqlx::query_as(
             "SELECT id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, first_seen_at, \

@@ -55,6 +55,35 @@ impl SessionStore for SqliteStore {
             .await?)
     }
 
+    async fn device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<DeviceRow>> {
+        self.one(
+            "SELECT id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, first_seen_at, \
+             last_seen_at, last_ip, trusted_until, revoked_at FROM devices WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+            [device_id, user_id],
+            |r| {
+                Ok(from_row!(
+                    r,
+                    DeviceRow {
+                        id,
+                        user_id,
+                        name,
+                        kind,
+                        os,
+                        browser,
+                        user_agent,
+                        authorized_by,
+                        approved_by_device,
+                        first_seen_at,
+                        last_seen_at,
+                        last_ip,
+                        trusted_until,
+                        revoked_at,
+                    }
+                ))
+            },
+        )
+    }
+
     async fn devices_for_user(&self, user_id: &str, now: i64) -> StoreResult<Vec<DeviceRow>> {
         Ok(sqlx::query_as(
             "SELECT id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, first_seen_at, \
