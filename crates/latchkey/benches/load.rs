@@ -3,8 +3,10 @@
 //! on a second fresh server, the device grant (issue 3): device authorization requests and
 //! pending device-token polls, first with 64 in-process clients, then with wrk and the peer's
 //! settings (`wrk -t1 -c32|64 -d5s`), and right after that the peer itself (oidc-provider, its
-//! own bench.sh with the same settings, `STORE=map` and `lru`), for a side-by-side table. It
-//! prints figures and never asserts. Run with `cargo bench -p latchkey --bench load` (about 6
+//! own bench.sh with the same settings, `STORE=map` and `lru`), for a side-by-side table. Then
+//! (issue 6) the device authorizations, pending polls and refresh grants again on PostgreSQL,
+//! with one and with two server processes on a fresh schema, beside the SQLite figures. It
+//! prints figures and never asserts. Run with `cargo bench -p latchkey --bench load` (about 8
 //! minutes after the build); docs/performance.md has the last results.
 //!
 //! The in-process load generator runs on a multi-thread tokio runtime with one pooled
@@ -15,7 +17,9 @@
 //! rate limits, and the output says so. `PEER_DIR` names the peer's folder (default
 //! `../shared/peers/oidc-provider` next to the repository), `PEER_FIGURES` another recorded
 //! peer-figures file, and `LOAD_PEER=0` leaves the peer out. Without wrk (`apt-get install -y
-//! wrk`) the wrk and peer parts are left out.
+//! wrk`) the wrk and peer parts are left out. `LOAD_DATABASE_URL` names the PostgreSQL database
+//! (default postgres://postgres@127.0.0.1:5432/test; the run creates and drops a `bench_…` schema
+//! in it), `LOAD_PG=0` leaves PostgreSQL out; an unreachable database is reported and skipped.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::collections::BTreeMap;
@@ -90,6 +94,21 @@ const DEVICE_P99_TARGET_MS: f64 = 10.0;
 /// Status recorded for a request that got no HTTP answer at all.
 const NO_ANSWER: u16 = 0;
 
+/// The PostgreSQL part (issue 6): the same device-authorization, pending-poll and refresh
+/// scenarios on one and on two server processes sharing a fresh schema of this database
+/// (`LOAD_DATABASE_URL`; `LOAD_PG=0` leaves the part out).
+const PG_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Besides `SERVER_SETTINGS`: instances behind one name share one issuer (docs/operations.md).
+/// `database.max_connections` stays at its default (8 per instance).
+const PG_SETTINGS: &[(&str, &str)] = &[("LATCHKEY_SERVER__PUBLIC_URL", "http://127.0.0.1")];
+const PG_INSTANCES: [usize; 2] = [1, 2];
+const PG_SECS: u64 = 8;
+/// Pending codes the PostgreSQL poll scenario rotates over: each is polled at most every
+/// `PG_POLL_CODES / rate` seconds, well over the 1 s interval below 8,000 polls/s.
+const PG_POLL_CODES: usize = 8_000;
+/// Schemas of killed runs older than this are dropped at the next run.
+const PG_STALE_SECS: u64 = 3600;
+
 // ---------------------------------------------------------------------------------------------
 // The server under test
 
@@ -102,18 +121,31 @@ struct Server {
 }
 
 impl Server {
+    /// A server on SQLite in a fresh data directory.
     fn start() -> Server {
+        Server::start_on(None)
+    }
+
+    /// A server on SQLite in a fresh data directory, or on the PostgreSQL database `database`
+    /// (with `PG_SETTINGS` besides the usual ones).
+    fn start_on(database: Option<&str>) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let log = dir.path().join("server.stderr");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
         cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(&data);
+        if let Some(url) = database {
+            cmd.arg("--database").arg(url);
+        }
         // Only the settings below: nothing from the caller's environment changes the server.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("LATCHKEY_") || k == "RUST_LOG" {
                 cmd.env_remove(k);
             }
+        }
+        if database.is_some() {
+            cmd.envs(PG_SETTINGS.iter().copied());
         }
         cmd.envs(SERVER_SETTINGS.iter().copied())
             .env("LATCHKEY_LOG__LEVEL", "warn")
@@ -150,6 +182,11 @@ impl Server {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// This server's base URL as the list the scenarios spread their clients over.
+    fn bases(&self) -> Vec<String> {
+        vec![self.base.clone()]
     }
 
     /// The server's stderr (warnings and errors only, at `log.level = warn`).
@@ -274,12 +311,12 @@ fn clock_ticks_per_sec() -> f64 {
 }
 
 /// Waits, up to `QUIET_WAIT`, until processes other than this benchmark (and its children) and
-/// the server use less than 15% of the machine, as the peer's bench.sh does before each run: on
+/// the servers use less than 15% of the machine, as the peer's bench.sh does before each run: on
 /// a shared machine a build running beside the benchmark halves the figures. Says so when it
 /// waited or gave up.
-fn wait_quiet(server_pid: Option<u32>) {
+fn wait_quiet(server_pids: &[u32]) {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    let ours = || process_ticks("self") + children_ticks() + server_pid.map_or(0, |p| process_ticks(&p.to_string()));
+    let ours = || process_ticks("self") + children_ticks() + server_pids.iter().map(|p| process_ticks(&p.to_string())).sum::<u64>();
     let started = Instant::now();
     loop {
         let (m0, o0, t0) = (machine_ticks().0, ours(), Instant::now());
@@ -301,17 +338,26 @@ fn wait_quiet(server_pid: Option<u32>) {
     }
 }
 
-async fn quiet(server_pid: Option<u32>) {
-    tokio::task::spawn_blocking(move || wait_quiet(server_pid)).await.expect("wait_quiet");
+async fn quiet(server_pids: &[u32]) {
+    let pids = server_pids.to_vec();
+    tokio::task::spawn_blocking(move || wait_quiet(&pids)).await.expect("wait_quiet");
 }
 
 /// CPU used in a window, in cores (1.0 = one CPU busy all the time).
 struct CpuUse {
+    /// The server processes together.
     server: f64,
     generator: f64,
     /// Everything else on the machine (other processes, the kernel's own work), and time the
-    /// hypervisor gave to other guests (steal): both mean the figures were disturbed.
+    /// hypervisor gave to other guests (steal): both mean the figures were disturbed. PostgreSQL
+    /// is part of it; see `others_besides_postgres` for runs on PostgreSQL.
     others: f64,
+    /// The local PostgreSQL's processes: all of them, whoever they serve, or with
+    /// `cpu_during_pg` only those working for the servers under test.
+    postgres: f64,
+    postgres_procs: usize,
+    /// With `cpu_during_pg`: transactions committed in the database and WAL flushes in the window.
+    pg_counts: Option<(i64, i64)>,
     steal: f64,
     /// Server threads by name, busiest first: (name, threads, cores).
     by_name: Vec<(String, usize, f64)>,
@@ -319,28 +365,122 @@ struct CpuUse {
 }
 
 impl CpuUse {
+    /// Others, leaving out PostgreSQL: what disturbed a run whose server works on PostgreSQL.
+    fn others_besides_postgres(&self) -> f64 {
+        (self.others - self.postgres).max(0.0)
+    }
+
     fn describe(&self) -> String {
         let names: Vec<String> = self.by_name.iter().map(|(n, k, c)| format!("{n} x{k}: {c:.2}")).collect();
         format!(
-            "server {:.2} cores ({}; {} threads), load generator {:.2} cores, others {:.2}, steal {:.2}",
+            "server {:.2} cores ({}; {} threads), load generator {:.2} cores, others {:.2} (of which postgres {:.2}, {} processes), steal {:.2}",
             self.server,
             names.join(", "),
             self.server_threads,
             self.generator,
             self.others,
+            self.postgres,
+            self.postgres_procs,
             self.steal
         )
     }
 }
 
-/// Measures the CPU the server and this process use from `w.from` to `w.end`.
-async fn cpu_during(pid: u32, w: Window) -> CpuUse {
+/// CPU ticks of the PostgreSQL processes: with `only`, of those processes (backends, which have
+/// no children); without, of every process named `postgres` (the postmaster, its background
+/// processes and every backend), with those of its children that have ended: a backend that
+/// exits during a window is counted in the postmaster's children's time, so the sum only grows.
+fn postgres_ticks(only: Option<&[u32]>) -> (u64, usize) {
+    if let Some(pids) = only {
+        return (pids.iter().map(|p| process_ticks(&p.to_string())).sum(), pids.len());
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else { return (0, 0) };
+    let (mut total, mut procs) = (0, 0);
+    for e in dir.flatten() {
+        if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if std::fs::read_to_string(e.path().join("comm")).map(|c| c.trim() != "postgres").unwrap_or(true) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime, stime, cutime, cstime are fields 14 to 17.
+        total += (11..=14).filter_map(|i| rest.get(i).and_then(|v| v.parse::<u64>().ok())).sum::<u64>();
+        procs += 1;
+    }
+    (total, procs)
+}
+
+/// Finds the PostgreSQL processes that work for the servers under test: their backends, which
+/// carry the `application_name` given in their database URL, and PostgreSQL's own background
+/// processes (WAL writer, checkpointer, autovacuum), which do the work their commits cause.
+struct PgWatch {
+    pool: sqlx::PgPool,
+    app_name: String,
+}
+
+impl PgWatch {
+    async fn processes(&self) -> Option<Vec<u32>> {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE (application_name = $1 OR backend_type <> 'client backend') AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.app_name)
+        .fetch_all(&self.pool)
+        .await
+        .ok()?;
+        Some(pids.into_iter().filter_map(|p| u32::try_from(p).ok()).collect())
+    }
+
+    /// Transactions committed in the database (by anyone) and WAL flushes (`pg_stat_wal`, from
+    /// PostgreSQL 14) so far. PostgreSQL publishes these about once a second.
+    async fn counters(&self) -> Option<(i64, i64)> {
+        sqlx::query_as(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), (SELECT wal_sync FROM pg_stat_wal)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .ok()
+    }
+}
+
+/// Thread ticks of all the given processes.
+fn threads_of(pids: &[u32]) -> BTreeMap<u64, (String, u64)> {
+    pids.iter().flat_map(|p| thread_ticks(*p)).collect()
+}
+
+/// Measures the CPU the servers, this process and PostgreSQL (all of its processes) use from
+/// `w.from` to `w.end`.
+async fn cpu_during(pids: &[u32], w: Window) -> CpuUse {
+    cpu_window(pids, w, None).await
+}
+
+/// As `cpu_during`, for servers on PostgreSQL: counts as PostgreSQL's only the processes that
+/// `watch` finds once the warm-up is over (the servers' pools are full by then), so that the
+/// backends of anything else using the same PostgreSQL count as "others".
+async fn cpu_during_pg(pids: &[u32], w: Window, watch: &PgWatch) -> CpuUse {
+    cpu_window(pids, w, Some(watch)).await
+}
+
+async fn cpu_window(pids: &[u32], w: Window, watch: Option<&PgWatch>) -> CpuUse {
+    let servers = || pids.iter().map(|p| process_ticks(&p.to_string())).sum::<u64>();
     tokio::time::sleep_until(w.from.into()).await;
-    let (s0, g0, t0, m0) = (process_ticks(&pid.to_string()), process_ticks("self"), thread_ticks(pid), machine_ticks());
+    let (pg_procs, c0) = match watch {
+        Some(watch) => (watch.processes().await, watch.counters().await),
+        None => (None, None),
+    };
+    let pg = || postgres_ticks(pg_procs.as_deref());
+    let (s0, g0, t0, m0, p0) = (servers(), process_ticks("self"), threads_of(pids), machine_ticks(), pg());
     let started = Instant::now();
     tokio::time::sleep_until(w.end.into()).await;
-    let (s1, g1, t1, m1) = (process_ticks(&pid.to_string()), process_ticks("self"), thread_ticks(pid), machine_ticks());
+    let (s1, g1, t1, m1, p1) = (servers(), process_ticks("self"), threads_of(pids), machine_ticks(), pg());
     let secs = started.elapsed().as_secs_f64() * clock_ticks_per_sec();
+    let c1 = match watch {
+        Some(watch) => watch.counters().await,
+        None => None,
+    };
+    let pg_counts = c0.zip(c1).map(|((a0, b0), (a1, b1))| (a1 - a0, b1 - b0));
     let mut by: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for (tid, (name, t)) in &t1 {
         let before = t0.get(tid).map_or(0, |(_, b)| *b);
@@ -355,6 +495,9 @@ async fn cpu_during(pid: u32, w: Window) -> CpuUse {
         server,
         generator,
         others: (m1.0.saturating_sub(m0.0) as f64 / secs - server - generator).max(0.0),
+        postgres: p1.0.saturating_sub(p0.0) as f64 / secs,
+        postgres_procs: p1.1,
+        pg_counts,
         steal: m1.1.saturating_sub(m0.1) as f64 / secs,
         by_name,
         server_threads: t1.len(),
@@ -387,8 +530,9 @@ impl SqliteStates {
     }
 }
 
-/// Samples the states of the server's `sqlx-sqlite-worker` threads from `w.from` to `w.end`, on
-/// a thread of its own so the load generator's runtime is not disturbed.
+/// Samples the states of the server's SQLite threads (`sqlx-sqlite-worker`, `sqlite-writer`,
+/// `sqlite-ckpt`) from `w.from` to `w.end`, on a thread of its own so the load generator's
+/// runtime is not disturbed.
 fn sqlite_states(pid: u32, w: Window) -> std::thread::JoinHandle<SqliteStates> {
     std::thread::spawn(move || {
         std::thread::sleep(w.from.saturating_duration_since(Instant::now()));
@@ -399,7 +543,9 @@ fn sqlite_states(pid: u32, w: Window) -> std::thread::JoinHandle<SqliteStates> {
                 for e in dir.flatten() {
                     let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
                     let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-                    if !stat[open + 1..close].starts_with("sqlx-sqlite") {
+                    // sqlx's SQLite workers, and the server's own writer and checkpointer threads.
+                    let name = &stat[open + 1..close];
+                    if !name.starts_with("sqlx-sqlite") && !name.starts_with("sqlite-") {
                         continue;
                     }
                     let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
@@ -624,11 +770,17 @@ async fn refresh(http: &reqwest::Client, url: &str, token: &str) -> (u16, Option
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-async fn login_load(http: &reqwest::Client, server: &Server, clients: usize, w: Window) -> Samples {
-    let url = server.url("/api/v1/sessions");
+/// The base URLs' `path`, one URL per server: clients spread over them round-robin.
+fn urls(bases: &[String], path: &str) -> Vec<String> {
+    assert!(!bases.is_empty(), "at least one server");
+    bases.iter().map(|b| format!("{b}{path}")).collect()
+}
+
+async fn login_load(http: &reqwest::Client, bases: &[String], clients: usize, w: Window) -> Samples {
+    let urls = urls(bases, "/api/v1/sessions");
     let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (http, url) = (http.clone(), url.clone());
+        .map(|i| {
+            let (http, url) = (http.clone(), urls[i % urls.len()].clone());
             tokio::spawn(async move {
                 let mut s = Samples::default();
                 while w.open() {
@@ -656,12 +808,12 @@ struct RefreshRun {
     relogins: u64,
 }
 
-/// One fresh session per client: their first refresh tokens.
-async fn first_tokens(http: &reqwest::Client, server: &Server, clients: usize) -> Vec<String> {
-    let login_url = server.url("/api/v1/sessions");
+/// One fresh session per client: their first refresh tokens (logins spread over the servers).
+async fn first_tokens(http: &reqwest::Client, bases: &[String], clients: usize) -> Vec<String> {
+    let login_urls = urls(bases, "/api/v1/sessions");
     let mut tokens = Vec::new();
     for chunk in (0..clients).collect::<Vec<_>>().chunks(8) {
-        let got = futures_util::future::join_all(chunk.iter().map(|_| login(http, &login_url))).await;
+        let got = futures_util::future::join_all(chunk.iter().map(|i| login(http, &login_urls[i % login_urls.len()]))).await;
         for t in got {
             tokens.push(t.unwrap_or_else(|s| panic!("initial login failed with status {s}")));
         }
@@ -669,19 +821,26 @@ async fn first_tokens(http: &reqwest::Client, server: &Server, clients: usize) -
     tokens
 }
 
-async fn refresh_load(http: &reqwest::Client, server: &Server, tokens: Vec<String>, w: Window) -> RefreshRun {
-    let login_url = server.url("/api/v1/sessions");
-    let token_url = server.url("/oauth/token");
+/// Each client keeps to its own refresh-token chain; with several servers, its successive grants
+/// go to the servers in turn (client i starts at server i), so each rotation is checked by
+/// another instance than the last.
+async fn refresh_load(http: &reqwest::Client, bases: &[String], tokens: Vec<String>, w: Window) -> RefreshRun {
+    let login_urls = urls(bases, "/api/v1/sessions");
+    let token_urls = urls(bases, "/oauth/token");
     let tasks: Vec<_> = tokens
         .into_iter()
-        .map(|mut token| {
-            let (http, login_url, token_url) = (http.clone(), login_url.clone(), token_url.clone());
+        .enumerate()
+        .map(|(i, mut token)| {
+            let (http, login_urls, token_urls) = (http.clone(), login_urls.clone(), token_urls.clone());
             tokio::spawn(async move {
                 let mut s = Samples::default();
                 let mut relogins = 0u64;
+                let mut turn = i;
                 while w.open() {
+                    let n = turn % token_urls.len();
+                    turn += 1;
                     let started = Instant::now();
-                    let (status, next) = refresh(&http, &token_url, &token).await;
+                    let (status, next) = refresh(&http, &token_urls[n], &token).await;
                     s.record(&w, started, status);
                     match next {
                         Some(t) => token = t,
@@ -689,7 +848,7 @@ async fn refresh_load(http: &reqwest::Client, server: &Server, tokens: Vec<Strin
                             // The chain is broken (or the server refused): start a new session.
                             relogins += 1;
                             loop {
-                                match login(&http, &login_url).await {
+                                match login(&http, &login_urls[n]).await {
                                     Ok(t) => {
                                         token = t;
                                         break;
@@ -757,11 +916,11 @@ fn pending_poll(label: &str) -> bool {
 
 /// `clients` clients loop device authorization requests; answers the samples and every device
 /// code obtained (warm-up included), all still pending.
-async fn device_authorization_load(http: &reqwest::Client, server: &Server, clients: usize, w: Window) -> (Samples, Vec<String>) {
-    let url = server.url("/oauth/device_authorization");
+async fn device_authorization_load(http: &reqwest::Client, bases: &[String], clients: usize, w: Window) -> (Samples, Vec<String>) {
+    let urls = urls(bases, "/oauth/device_authorization");
     let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (http, url) = (http.clone(), url.clone());
+        .map(|i| {
+            let (http, url) = (http.clone(), urls[i % urls.len()].clone());
             tokio::spawn(async move {
                 let (mut s, mut codes) = (Samples::default(), Vec::new());
                 while w.open() {
@@ -787,12 +946,12 @@ async fn device_authorization_load(http: &reqwest::Client, server: &Server, clie
 }
 
 /// More pending device codes, `n` of them, made by 64 concurrent requests (not measured).
-async fn more_codes(http: &reqwest::Client, server: &Server, n: usize) -> Vec<String> {
-    let url = server.url("/oauth/device_authorization");
+async fn more_codes(http: &reqwest::Client, bases: &[String], n: usize) -> Vec<String> {
+    let urls = urls(bases, "/oauth/device_authorization");
     let each = n.div_ceil(64);
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (http, url) = (http.clone(), url.clone());
+        .map(|i| {
+            let (http, url) = (http.clone(), urls[i % urls.len()].clone());
             tokio::spawn(async move {
                 let mut codes = Vec::with_capacity(each);
                 let mut failures = 0;
@@ -818,14 +977,15 @@ async fn more_codes(http: &reqwest::Client, server: &Server, n: usize) -> Vec<St
 
 /// Each client polls its own share of `codes` in turn, so a code is polled again only after
 /// the client has polled all its others.
-async fn poll_load(http: &reqwest::Client, server: &Server, codes: Vec<String>, clients: usize, w: Window) -> Samples {
-    let url = server.url("/oauth/token");
+async fn poll_load(http: &reqwest::Client, bases: &[String], codes: Vec<String>, clients: usize, w: Window) -> Samples {
+    let urls = urls(bases, "/oauth/token");
     let per = codes.len().div_ceil(clients).max(1);
     let shares: Vec<Vec<String>> = codes.chunks(per).map(<[String]>::to_vec).collect();
     let tasks: Vec<_> = shares
         .into_iter()
-        .map(|share| {
-            let (http, url) = (http.clone(), url.clone());
+        .enumerate()
+        .map(|(i, share)| {
+            let (http, url) = (http.clone(), urls[i % urls.len()].clone());
             tokio::spawn(async move {
                 let mut s = Samples::default();
                 for code in share.iter().cycle() {
@@ -963,7 +1123,7 @@ async fn wrk_series(
         for i in 0..=WRK_RUNS {
             // A wait for a quiet machine first, as in bench.sh (at least a second, so that a
             // new pass over the poll codes comes more than the polling interval after the last).
-            wait_quiet(Some(pid));
+            wait_quiet(&[pid]);
             let secs = if i == 0 { WRK_WARMUP_SECS } else { WRK_SECS };
             match run_wrk(&script, &url, &env, conns, secs, pid) {
                 Ok(r) if i == 0 => {
@@ -1070,6 +1230,296 @@ fn run_peer(dir: &std::path::Path, store: &str, conns: usize) -> Result<PeerRun,
 }
 
 // ---------------------------------------------------------------------------------------------
+// PostgreSQL, one and two instances (issue 6)
+
+/// A schema of its own for one configuration: `bench_<unix seconds>_<random>`, reached through
+/// `options=-c search_path=…` in the URL, as tests/common does. Dropped when this is dropped.
+struct BenchSchema {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchSchema {
+    async fn create(admin_url: &str) -> Result<BenchSchema, String> {
+        use sqlx::Connection;
+        let mut conn = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(admin_url))
+            .await
+            .map_err(|_| "no answer within 5 s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        // Schemas left over by killed runs.
+        let names: Vec<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'bench\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        for name in names {
+            if name.split('_').nth(1).and_then(|t| t.parse::<u64>().ok()).is_some_and(|born| born + PG_STALE_SECS < now) {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))).execute(&mut conn).await;
+            }
+        }
+        let name = format!("bench_{now}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut conn).await.map_err(|e| e.to_string())?;
+        let _ = conn.close().await;
+        let sep = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{sep}options=-c%20search_path%3D{name}");
+        Ok(BenchSchema { admin_url: admin_url.to_owned(), name, url })
+    }
+}
+
+impl Drop for BenchSchema {
+    /// Drops the schema from a thread of its own (no blocking inside the benchmark's runtime).
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return false };
+            rt.block_on(async {
+                use sqlx::Connection;
+                let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await else { return false };
+                let _ = sqlx::query("SET lock_timeout = '10s'").execute(&mut conn).await;
+                let done =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE"))).execute(&mut conn).await.is_ok();
+                let _ = conn.close().await;
+                done
+            })
+        });
+        if !dropper.join().unwrap_or(false) {
+            println!("[pg] could not drop schema {}; the next run drops it once it is an hour old", self.name);
+        }
+    }
+}
+
+/// A database URL for printing: any password replaced by `***`.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+/// One scenario on one backend, for the comparison table.
+struct Row {
+    rate: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    /// Answers counted in `rate` over the window.
+    counted: usize,
+    secs: f64,
+    /// In cores: the server processes together, PostgreSQL, the load generator, and everything
+    /// else (PostgreSQL left out when the servers run on it).
+    server: f64,
+    /// None for SQLite runs (whatever PostgreSQL did then counts as "others").
+    postgres: Option<f64>,
+    generator: f64,
+    others: f64,
+    /// PostgreSQL commits (in the whole database) and WAL flushes per counted answer.
+    commits: Option<f64>,
+    wal_syncs: Option<f64>,
+    answers: String,
+}
+
+impl Row {
+    fn new(samples: &Samples, counted: usize, secs: f64, pcts: (Option<f64>, Option<f64>), cpu: &CpuUse, on_pg: bool, extra: &str) -> Row {
+        Row {
+            rate: counted as f64 / secs,
+            p50: pcts.0,
+            p99: pcts.1,
+            counted,
+            secs,
+            server: cpu.server,
+            postgres: on_pg.then_some(cpu.postgres),
+            generator: cpu.generator,
+            others: if on_pg { cpu.others_besides_postgres() } else { cpu.others },
+            commits: cpu.pg_counts.filter(|_| counted > 0).map(|(c, _)| c as f64 / counted as f64),
+            wal_syncs: cpu.pg_counts.filter(|_| counted > 0).map(|(_, w)| w as f64 / counted as f64),
+            answers: format!("{}{extra}", samples.statuses()),
+        }
+    }
+
+    /// Server plus PostgreSQL CPU per counted answer, in microseconds.
+    fn cpu_per_request_us(&self) -> f64 {
+        if self.counted == 0 { f64::NAN } else { (self.server + self.postgres.unwrap_or(0.0)) * self.secs / self.counted as f64 * 1e6 }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.0}/s, p50 {} p99 {}; CPU server {:.2}, postgres {}, generator {:.2}, others {:.2}; per request: {} PostgreSQL commits, {} WAL flushes; {}",
+            self.rate,
+            ms(self.p50),
+            ms(self.p99),
+            self.server,
+            cores(self.postgres),
+            self.generator,
+            self.others,
+            per(self.commits),
+            per(self.wal_syncs),
+            self.answers
+        )
+    }
+}
+
+fn cores(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn per(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+/// The three scenarios' rows: device authorizations, pending polls, refresh grants.
+type Rows = [Row; 3];
+
+/// One PostgreSQL configuration: its instance count, and its rows and the servers' stderr
+/// lines, or why it was not measured.
+type PgRun = (usize, Result<(Rows, Vec<String>), String>);
+
+/// The three scenarios on `instances` server processes sharing a fresh schema of `admin_url`,
+/// clients spread over them round-robin. Answers the rows and the servers' stderr lines.
+async fn pg_run(http: &reqwest::Client, admin_url: &str, instances: usize) -> Result<(Rows, Vec<String>), String> {
+    let label = format!("pg x{instances}");
+    let schema = BenchSchema::create(admin_url).await?;
+    // The schema's name also marks the servers' connections, for `PgWatch`.
+    let db_url = format!("{}&application_name={}", schema.url, schema.name);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(admin_url).await.map_err(|e| e.to_string())?;
+    let watch = PgWatch { pool, app_name: schema.name.clone() };
+    let mut servers = Vec::new();
+    for _ in 0..instances {
+        // One after the other: the first applies the migrations.
+        let url = db_url.clone();
+        servers.push(tokio::task::spawn_blocking(move || Server::start_on(Some(&url))).await.map_err(|e| e.to_string())?);
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid).collect();
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let listing: Vec<String> = servers.iter().map(|s| format!("pid {} at {}", s.pid, s.base)).collect();
+    println!("\n[{label}] schema {}; {}", schema.name, listing.join(", "));
+    let created =
+        http.post(format!("{}/api/v1/accounts", bases[0])).json(&serde_json::json!({ "email": EMAIL, "password": PASSWORD })).send().await;
+    match created {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => return Err(format!("creating the account: {}", r.status())),
+        Err(e) => return Err(format!("creating the account: {e}")),
+    }
+    let window = || Window::new(WARMUP, Duration::from_secs(PG_SECS));
+
+    println!("[{label} device_authorization] {DEVICE_CLIENTS} clients, {}s warm-up + {PG_SECS} s ...", WARMUP.as_secs());
+    quiet(&pids).await;
+    let w = window();
+    let ((da, mut codes), cpu) = tokio::join!(device_authorization_load(http, &bases, DEVICE_CLIENTS, w), cpu_during_pg(&pids, w, &watch));
+    let da_row = Row::new(&da, da.count(ok), w.secs(), (da.pct_ms(0.50, any), da.pct_ms(0.99, any)), &cpu, true, "");
+    println!("[{label} device_authorization] {}", da_row.describe());
+    println!("[{label} device_authorization] CPU: {}", cpu.describe());
+
+    if codes.len() < PG_POLL_CODES {
+        println!("[{label}] making {} more pending device codes for the polls ...", PG_POLL_CODES - codes.len());
+        let more = more_codes(http, &bases, PG_POLL_CODES - codes.len()).await;
+        codes.extend(more);
+    }
+    let poll_codes = codes.len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "[{label} polls] {DEVICE_CLIENTS} clients polling {poll_codes} pending codes in turn, {}s warm-up + {PG_SECS} s ...",
+        WARMUP.as_secs()
+    );
+    quiet(&pids).await;
+    let w = window();
+    let (polls, cpu) = tokio::join!(poll_load(http, &bases, codes, DEVICE_CLIENTS, w), cpu_during_pg(&pids, w, &watch));
+    let pending = polls.count_label("authorization_pending") + polls.count_label("slow_down");
+    let pcts = (polls.pct_label_ms(0.50, pending_poll), polls.pct_label_ms(0.99, pending_poll));
+    let poll_row = Row::new(&polls, pending, w.secs(), pcts, &cpu, true, &format!("; {poll_codes} codes in turn"));
+    println!("[{label} polls] {}", poll_row.describe());
+    println!("[{label} polls] CPU: {}", cpu.describe());
+
+    println!("[{label} refresh] {REFRESH_CLIENTS} clients, {}s warm-up + {PG_SECS} s ...", WARMUP.as_secs());
+    let tokens = first_tokens(http, &bases, REFRESH_CLIENTS).await;
+    quiet(&pids).await;
+    let w = window();
+    let (run, cpu) = tokio::join!(refresh_load(http, &bases, tokens, w), cpu_during_pg(&pids, w, &watch));
+    let pcts = (run.samples.pct_ms(0.50, any), run.samples.pct_ms(0.99, any));
+    let refresh_row = Row::new(&run.samples, run.samples.count(ok), w.secs(), pcts, &cpu, true, &format!("; {} re-logins", run.relogins));
+    println!("[{label} refresh] {}", refresh_row.describe());
+    println!("[{label} refresh] CPU: {}", cpu.describe());
+
+    let log: Vec<String> = servers.iter().flat_map(|s| s.log_lines().into_iter().map(move |l| format!("pid {}: {l}", s.pid))).collect();
+    drop(servers);
+    watch.pool.close().await;
+    drop(schema);
+    Ok(([da_row, poll_row, refresh_row], log))
+}
+
+/// The table: each scenario on SQLite (measured earlier in the run) and on PostgreSQL with one
+/// and with two instances.
+fn backend_table(sqlite: &Rows, pg: &[PgRun], cpus: usize, pg_url: &str) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n## Backends: SQLite and PostgreSQL, one and two instances (issue 6)\n\n\
+         Same in-process clients and scenarios. SQLite: the figures measured earlier in this run ({DEVICE_SECS} s windows; refresh \
+         on the first server). PostgreSQL ({}): a fresh schema per configuration, 1 or 2 server processes on it, clients spread \
+         round-robin over them (refresh: each client's grants go to the instances in turn), {}s warm-up + {PG_SECS} s, \
+         database.max_connections 8 per instance, {}. CPU in cores of {cpus}: server = all instances; postgres = the backends \
+         of the servers under test (by application_name) and PostgreSQL's background processes (WAL writer, checkpointer, \
+         autovacuum); others = everything else, any other PostgreSQL work included (near 0 on a quiet machine). Commits: \
+         pg_stat_database.xact_commit of the whole database; WAL flushes: pg_stat_wal.wal_sync.\n",
+        redact(pg_url),
+        WARMUP.as_secs(),
+        PG_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        t,
+        "| scenario | backend | req/s | ÷ SQLite | p50 | p99 | server CPU | postgres CPU | generator CPU | others CPU | server + postgres CPU per request | PostgreSQL commits / WAL flushes per request | answers |"
+    );
+    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let scenarios = [
+        format!("device authorizations/s, {DEVICE_CLIENTS} clients"),
+        format!("pending polls/s, {DEVICE_CLIENTS} clients"),
+        format!("refresh grants/s, {REFRESH_CLIENTS} clients"),
+    ];
+    for (i, scenario) in scenarios.iter().enumerate() {
+        let mut lines: Vec<(String, &Row)> = vec![("SQLite".to_owned(), &sqlite[i])];
+        for (n, r) in pg {
+            if let Ok((rows, _)) = r {
+                lines.push((format!("PostgreSQL, {n} instance{}", if *n == 1 { "" } else { "s" }), &rows[i]));
+            }
+        }
+        for (backend, row) in lines {
+            let _ = writeln!(
+                t,
+                "| {scenario} | {backend} | {:.0} | {:.2}× | {} | {} | {:.2} | {} | {:.2} | {:.2} | {:.0} µs | {} / {} | {} |",
+                row.rate,
+                row.rate / sqlite[i].rate,
+                ms(row.p50),
+                ms(row.p99),
+                row.server,
+                cores(row.postgres),
+                row.generator,
+                row.others,
+                row.cpu_per_request_us(),
+                per(row.commits),
+                per(row.wal_syncs),
+                row.answers
+            );
+        }
+    }
+    for (n, r) in pg {
+        match r {
+            Err(e) => {
+                let _ = writeln!(t, "\nPostgreSQL with {n} instance(s): not measured: {e}");
+            }
+            Ok((_, log)) => {
+                let _ = writeln!(t, "\nPostgreSQL with {n} instance(s): {} server stderr lines (warn and above)", log.len());
+                for l in log.iter().take(5) {
+                    let _ = writeln!(t, "    server: {l}");
+                }
+            }
+        }
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 
 fn machine() -> String {
@@ -1130,12 +1580,13 @@ async fn main() {
 
     // 1. The argon2 bound, before the server starts so nothing competes with it.
     println!("\n[argon2] {cpus} threads hashing with argon2id m={ARGON_M_KIB} KiB t={ARGON_T} p={ARGON_P} for {ARGON_SECS} s ...");
-    quiet(None).await;
+    quiet(&[]).await;
     let bound = tokio::task::spawn_blocking(move || argon2_bound(cpus)).await.expect("argon2 bound");
     println!("[argon2] {bound:.1} hashes/s");
 
     // 2. The server.
     let server = Server::start();
+    let (bases, pids) = (server.bases(), [server.pid]);
     println!("\n[server] pid {} at {}", server.pid, server.base);
     let rss = RssSampler::start(server.pid);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1164,9 +1615,9 @@ async fn main() {
 
     // 3. Password logins.
     println!("\n[logins] {LOGIN_CLIENTS} clients, {}s warm-up + {LOGIN_SECS} s ...", WARMUP.as_secs());
-    quiet(Some(server.pid)).await;
+    quiet(&pids).await;
     let w = Window::new(WARMUP, Duration::from_secs(LOGIN_SECS));
-    let (logins, cpu_logins) = tokio::join!(login_load(&http, &server, LOGIN_CLIENTS, w), cpu_during(server.pid, w));
+    let (logins, cpu_logins) = tokio::join!(login_load(&http, &bases, LOGIN_CLIENTS, w), cpu_during(&pids, w));
     let login_rate = logins.count(ok) as f64 / w.secs();
     let login_ratio_before = login_rate / bound;
     let rss_logins = rss.take_peak();
@@ -1183,7 +1634,7 @@ async fn main() {
     // The argon2 bound again, right after (the server is idle): the speed of a shared VM drifts,
     // so the logins are compared with the mean of the bounds measured just before and after.
     println!("\n[argon2] again, right after the logins ...");
-    quiet(Some(server.pid)).await;
+    quiet(&pids).await;
     let bound_after = tokio::task::spawn_blocking(move || argon2_bound(cpus)).await.expect("argon2 bound");
     println!("[argon2] {bound_after:.1} hashes/s");
     let bound_mean = (bound + bound_after) / 2.0;
@@ -1192,9 +1643,9 @@ async fn main() {
 
     // 4. Overload: far more login clients than the hash pool admits.
     println!("\n[overload] {OVERLOAD_CLIENTS} login clients for {OVERLOAD_SECS} s ...");
-    quiet(Some(server.pid)).await;
+    quiet(&pids).await;
     let w = Window::new(Duration::ZERO, Duration::from_secs(OVERLOAD_SECS));
-    let (over, cpu_over) = tokio::join!(login_load(&http, &server, OVERLOAD_CLIENTS, w), cpu_during(server.pid, w));
+    let (over, cpu_over) = tokio::join!(login_load(&http, &bases, OVERLOAD_CLIENTS, w), cpu_during(&pids, w));
     let over_ok = over.count(ok);
     let over_refused = over.count(refused);
     let over_other = over.count(|s| !ok(s) && !refused(s));
@@ -1215,11 +1666,11 @@ async fn main() {
 
     // 5. Refresh grants: one client alone (the latency floor), then 32.
     println!("\n[refresh] 1 client, 0.5 s warm-up + {REFRESH_SERIAL_SECS} s ...");
-    let tokens = first_tokens(&http, &server, 1).await;
-    quiet(Some(server.pid)).await;
+    let tokens = first_tokens(&http, &bases, 1).await;
+    quiet(&pids).await;
     let w = Window::new(Duration::from_millis(500), Duration::from_secs(REFRESH_SERIAL_SECS));
     let states = sqlite_states(server.pid, w);
-    let (serial, cpu_serial) = tokio::join!(refresh_load(&http, &server, tokens, w), cpu_during(server.pid, w));
+    let (serial, cpu_serial) = tokio::join!(refresh_load(&http, &bases, tokens, w), cpu_during(&pids, w));
     let states_serial = states.join().expect("sampler");
     let serial_rate = serial.samples.count(ok) as f64 / REFRESH_SERIAL_SECS as f64;
     println!(
@@ -1233,11 +1684,11 @@ async fn main() {
     println!("[refresh] {REFRESH_CLIENTS} clients, {}s warm-up + {REFRESH_SECS} s ...", WARMUP.as_secs());
     let rss_before_refresh = rss_kib(server.pid).unwrap_or(0);
     rss.take_peak();
-    let tokens = first_tokens(&http, &server, REFRESH_CLIENTS).await;
-    quiet(Some(server.pid)).await;
+    let tokens = first_tokens(&http, &bases, REFRESH_CLIENTS).await;
+    quiet(&pids).await;
     let w = Window::new(WARMUP, Duration::from_secs(REFRESH_SECS));
     let states = sqlite_states(server.pid, w);
-    let (run, cpu_refresh) = tokio::join!(refresh_load(&http, &server, tokens, w), cpu_during(server.pid, w));
+    let (run, cpu_refresh) = tokio::join!(refresh_load(&http, &bases, tokens, w), cpu_during(&pids, w));
     let states_refresh = states.join().expect("sampler");
     let refresh_rate = run.samples.count(ok) as f64 / REFRESH_SECS as f64;
     let refresh_non_ok = run.samples.count(|s| !ok(s));
@@ -1253,6 +1704,16 @@ async fn main() {
     );
     println!("[refresh] CPU: {}", cpu_refresh.describe());
     println!("[refresh] {}", states_refresh.describe());
+    let pcts = (run.samples.pct_ms(0.50, any), refresh_p99);
+    let sqlite_refresh = Row::new(
+        &run.samples,
+        run.samples.count(ok),
+        REFRESH_SECS as f64,
+        pcts,
+        &cpu_refresh,
+        false,
+        &format!("; {} re-logins", run.relogins),
+    );
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = rss_kib(server.pid).unwrap_or(0);
@@ -1349,6 +1810,7 @@ async fn main() {
 
     // 7. The device grant (issue 3) on a fresh server: 64 reqwest clients, then wrk.
     let server = Server::start();
+    let (bases, pids) = (server.bases(), [server.pid]);
     println!("\n[device] fresh server, pid {} at {}", server.pid, server.base);
     let rss = RssSampler::start(server.pid);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1356,10 +1818,10 @@ async fn main() {
     rss.take_peak();
 
     println!("\n[device_authorization] {DEVICE_CLIENTS} clients, {}s warm-up + {DEVICE_SECS} s ...", WARMUP.as_secs());
-    quiet(Some(server.pid)).await;
+    quiet(&pids).await;
     let w = Window::new(WARMUP, Duration::from_secs(DEVICE_SECS));
     let states = sqlite_states(server.pid, w);
-    let ((da, mut codes), cpu_da) = tokio::join!(device_authorization_load(&http, &server, DEVICE_CLIENTS, w), cpu_during(server.pid, w));
+    let ((da, mut codes), cpu_da) = tokio::join!(device_authorization_load(&http, &bases, DEVICE_CLIENTS, w), cpu_during(&pids, w));
     let states_da = states.join().expect("sampler");
     let da_rate = da.count(ok) as f64 / w.secs();
     let da_p99 = da.pct_ms(0.99, any);
@@ -1373,13 +1835,14 @@ async fn main() {
     );
     println!("[device_authorization] CPU: {}", cpu_da.describe());
     println!("[device_authorization] {}", states_da.describe());
+    let sqlite_da = Row::new(&da, da.count(ok), w.secs(), (da.pct_ms(0.50, any), da_p99), &cpu_da, false, "");
 
     // Pending codes to poll: those just made, and more if needed. A third for the reqwest
     // clients, the rest for wrk.
     let need = POLL_CODES_REQWEST + POLL_CODES_WRK;
     if codes.len() < need {
         println!("[device] making {} more pending device codes for the polls ...", need - codes.len());
-        let more = more_codes(&http, &server, need - codes.len()).await;
+        let more = more_codes(&http, &bases, need - codes.len()).await;
         codes.extend(more);
     }
     let wrk_codes = codes.split_off(codes.len() * POLL_CODES_REQWEST / need);
@@ -1392,10 +1855,10 @@ async fn main() {
         WARMUP.as_secs()
     );
     let poll_codes = codes.len();
-    quiet(Some(server.pid)).await;
+    quiet(&pids).await;
     let w = Window::new(WARMUP, Duration::from_secs(DEVICE_SECS));
     let states = sqlite_states(server.pid, w);
-    let (polls, cpu_polls) = tokio::join!(poll_load(&http, &server, codes, DEVICE_CLIENTS, w), cpu_during(server.pid, w));
+    let (polls, cpu_polls) = tokio::join!(poll_load(&http, &bases, codes, DEVICE_CLIENTS, w), cpu_during(&pids, w));
     let states_polls = states.join().expect("sampler");
     let polls_pending = polls.count_label("authorization_pending");
     let polls_slow = polls.count_label("slow_down");
@@ -1415,6 +1878,9 @@ async fn main() {
     );
     println!("[polls] CPU: {}", cpu_polls.describe());
     println!("[polls] {}", states_polls.describe());
+    let pcts = (polls.pct_label_ms(0.50, pending_poll), poll_p99);
+    let sqlite_polls =
+        Row::new(&polls, polls_pending + polls_slow, w.secs(), pcts, &cpu_polls, false, &format!("; {poll_codes} codes in turn"));
 
     // The same endpoints under wrk, with the peer's settings and its post_form.lua.
     let peer_dir = std::env::var("PEER_DIR")
@@ -1473,6 +1939,32 @@ async fn main() {
     drop(rss);
     let dev_log = server.log_lines();
     drop(server);
+
+    // The PostgreSQL part (issue 6): the same three scenarios on one and on two instances.
+    let pg_url = std::env::var("LOAD_DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| PG_DEFAULT_URL.to_owned());
+    let mut pg_runs = Vec::new();
+    if std::env::var("LOAD_PG").is_ok_and(|v| v == "0") {
+        println!("\n[pg] LOAD_PG=0: PostgreSQL is not measured");
+    } else {
+        for n in PG_INSTANCES {
+            let r = pg_run(&http, &pg_url, n).await;
+            if let Err(e) = &r {
+                let loud = format!(
+                    "[pg] ********** SKIPPED: PostgreSQL with {n} instance(s) not measured: {e} (database {}; set LOAD_DATABASE_URL, \
+                     or LOAD_PG=0 to leave PostgreSQL out) **********",
+                    redact(&pg_url)
+                );
+                println!("\n{loud}");
+                eprintln!("{loud}");
+            }
+            let unreachable = r.is_err() && pg_runs.is_empty();
+            pg_runs.push((n, r));
+            if unreachable {
+                break;
+            }
+        }
+    }
+    let pg_table = (!pg_runs.is_empty()).then(|| backend_table(&[sqlite_da, sqlite_polls, sqlite_refresh], &pg_runs, cpus, &pg_url));
 
     // 8. The peer, its own bench.sh with the same wrk settings, right after.
     let mut peers: Vec<(&str, usize, PeerRun)> = Vec::new();
@@ -1641,6 +2133,10 @@ async fn main() {
         let _ = writeln!(t, "\nPeer: oidc-provider {}. Its RSS after load: {}.", p.versions, rss.join("; "));
     }
     print!("{t}");
+
+    if let Some(t) = &pg_table {
+        print!("{t}");
+    }
 
     // 10. The recorded peer figures, Rauthy included (it cannot be rerun from here).
     let peers_path = std::env::var("PEER_FIGURES").unwrap_or_else(|_| peer_dir.join("../FIGURES.md").display().to_string());

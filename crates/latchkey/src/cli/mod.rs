@@ -195,7 +195,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Every waiting browser holds a socket, and the usual soft limit (often 1,024) would stall
     // accepting at once; the hard limit is the operator's to set (LimitNOFILE=, ulimit -Hn).
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) if n < 65_536 => tracing::warn!(open_files = n, "the open-file limit is low for many waiting browsers; raise the hard limit"),
+        Ok(n) if n < 4_096 => tracing::warn!(open_files = n, "the open-file limit is low for many waiting browsers; raise the hard limit"),
         Ok(n) => tracing::info!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
