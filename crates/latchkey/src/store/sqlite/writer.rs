@@ -127,4 +127,3 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
         }
     }
 }
-
