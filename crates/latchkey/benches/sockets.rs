@@ -38,6 +38,10 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+#[path = "support/proc.rs"]
+mod proc;
+use proc::*;
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 const EMAIL: &str = "phone@example.com";
@@ -72,7 +76,6 @@ const FD_MARGIN: u64 = 1_000;
 /// The server's QR lifetime (`qr.ttl_secs`, default and maximum): every socket of a phase must
 /// be open, idle and approved within it.
 const QR_TTL_SECS: u64 = 120;
-const QUIET_WAIT: Duration = Duration::from_secs(60);
 
 /// The settings the server runs with, beside `log.level = warn`. Every QR login of this benchmark
 /// is created from 127.0.0.1, so the per-IP creation limit and the pending caps (shared by all
@@ -232,95 +235,6 @@ fn rss_kib(pid: &str) -> u64 {
 
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-/// (user + system) clock ticks of one /proc stat line, with the command name.
-fn stat_ticks(stat: &str) -> Option<(String, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_owned();
-    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // After the command: utime is field 14, stime field 15.
-    let utime: u64 = rest.get(11)?.parse().ok()?;
-    let stime: u64 = rest.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
-fn process_ticks(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| stat_ticks(&s)).map_or(0, |(_, t)| t)
-}
-
-fn thread_ticks(pid: u32) -> BTreeMap<u64, (String, u64)> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Ok(tid) = e.file_name().to_string_lossy().parse::<u64>() else { continue };
-        if let Some(t) = std::fs::read_to_string(e.path().join("stat")).ok().and_then(|s| stat_ticks(&s)) {
-            out.insert(tid, t);
-        }
-    }
-    out
-}
-
-/// Machine-wide (busy, steal) clock ticks from /proc/stat; busy leaves out idle, iowait and steal.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0) };
-    let v: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let at = |i: usize| v.get(i).copied().unwrap_or(0);
-    // user nice system idle iowait irq softirq steal
-    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn children_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some(close) = stat.rfind(')') else { return 0 };
-    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // cutime is field 16, cstime field 17.
-    let at = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    at(13) + at(14)
-}
-
-/// Waits, up to `QUIET_WAIT`, until processes other than this benchmark and the server use less
-/// than 15% of the machine (as load.rs and the peer's bench.sh do). Says so when it waited or
-/// gave up.
-fn wait_quiet(server_pid: Option<u32>) {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    let ours = || process_ticks("self") + children_ticks() + server_pid.map_or(0, |p| process_ticks(&p.to_string()));
-    let started = Instant::now();
-    loop {
-        let (m0, o0, t0) = (machine_ticks().0, ours(), Instant::now());
-        std::thread::sleep(Duration::from_secs(1));
-        let (m1, o1) = (machine_ticks().0, ours());
-        let others =
-            (m1.saturating_sub(m0) as f64 - o1.saturating_sub(o0) as f64).max(0.0) / (t0.elapsed().as_secs_f64() * clock_ticks_per_sec());
-        let waited = started.elapsed().as_secs();
-        if others < 0.15 * cpus {
-            if waited > 2 {
-                println!("[quiet] waited {waited} s for other processes to calm down");
-            }
-            return;
-        }
-        if started.elapsed() >= QUIET_WAIT {
-            println!("[quiet] WARNING: other processes still use {others:.2} cores after {waited} s; the next figures are disturbed");
-            return;
-        }
-    }
 }
 
 /// A point in time, for CPU use between two of them.
@@ -1377,7 +1291,7 @@ async fn main() {
     let mut phases = Vec::new();
     let mut failures = Vec::new();
 
-    wait_quiet(None);
+    wait_quiet(&[]);
     let plan = Plan { waiting: n, approvals: approvals.min(n), idle_secs, rate, sources, lead: None };
     match run_phase("all waiting", &plan).await {
         Ok(p) => phases.push(p),
@@ -1387,7 +1301,7 @@ async fn main() {
         }
     }
     if compare != 0 {
-        wait_quiet(None);
+        wait_quiet(&[]);
         let label = format!("~{} waiting", count((rate as f64 * lead.as_secs_f64()) as usize));
         let plan = Plan { waiting: approvals, approvals, idle_secs: 0, rate, sources, lead: Some(lead) };
         match run_phase(&label, &plan).await {
