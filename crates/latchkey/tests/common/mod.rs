@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod smtp;
+pub mod totp;
 
 use latchkey::clock::OffsetClock;
 use latchkey::config::{Overrides, Settings};
