@@ -332,7 +332,8 @@ async fn browser_approves_a_device_code_from_its_link() {
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     assert_eq!((status.as_u16(), &body["error"]), (400, &json!("authorization_pending")), "after opening the link: {body}");
-    let a = t.app.store.approval_by_secret(&latchkey::domain::secret::token_hash(&device_code)).await.unwrap().unwrap();
+    let id = latchkey::domain::secret::located_token_id(&device_code, "lk_dc_").expect("a device code names its request");
+    let a = t.app.store.approval(id).await.unwrap().unwrap();
     let (state, bound) = (a.status, a.user_id.is_some());
     assert_eq!((state.as_str(), bound), ("pending", false), "opening the link changed the request");
     script.say("continue").await.finish().await;

@@ -36,6 +36,32 @@ pub fn token_bytes(token: &str, prefix: &str) -> Option<[u8; 32]> {
     v.try_into().ok()
 }
 
+/// A new token that names the record it belongs to: `prefix`, the record's id, `.`, then 256
+/// random bits in base64url. The store finds the record by its primary key, which new records
+/// append to in order, instead of by a unique index on the hash: a random key there would
+/// rewrite one random index page per new record (docs/performance.md). The id is not secret;
+/// only the SHA-256 of the whole token is stored, and a presented token must match it.
+pub fn new_located_token(prefix: &str, id: &str) -> String {
+    debug_assert!(is_locator(id), "record ids in tokens are base64url or UUID text");
+    format!("{prefix}{id}.{}", B64.encode(random_bytes::<32>()))
+}
+
+/// The record id of a presented located token, if the token has the shape `new_located_token`
+/// gives: right prefix, an id of base64url characters, `.`, exactly 32 bytes of base64url.
+pub fn located_token_id<'a>(token: &'a str, prefix: &str) -> Option<&'a str> {
+    let (id, body) = token.strip_prefix(prefix)?.split_once('.')?;
+    if !is_locator(id) || body.len() != 43 {
+        return None;
+    }
+    let v = B64.decode(body).ok()?;
+    (v.len() == 32).then_some(id)
+}
+
+/// Record ids that may be carried in a token: 1 to 64 base64url characters (UUIDs included).
+fn is_locator(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn sha256(data: &[u8]) -> Vec<u8> {
     Sha256::digest(data).to_vec()
 }
@@ -74,6 +100,29 @@ pub fn b64url(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn located_tokens_carry_their_id_and_reject_lookalikes() {
+        let id = "0192f3a4-5b6c-7d8e-9f00-112233445566";
+        let t = new_located_token("lk_dc_", id);
+        assert_eq!(located_token_id(&t, "lk_dc_"), Some(id));
+        assert_ne!(t, new_located_token("lk_dc_", id), "the secret part is random");
+        assert_eq!(located_token_id(&t, "lk_qs_"), None, "wrong prefix");
+        let secret = t.rsplit_once('.').unwrap().1;
+        for bad in [
+            "lk_dc_".to_owned(),
+            format!("lk_dc_{id}"),
+            format!("lk_dc_.{secret}"),
+            format!("lk_dc_{id}.{}", &secret[1..]),
+            format!("lk_dc_{id}.{secret}A"),
+            format!("lk_dc_{id}.{}", secret.replace(|c: char| c.is_ascii_alphanumeric(), "*")),
+            format!("lk_dc_a b.{secret}"),
+            format!("lk_dc_a.b.{secret}"),
+            format!("lk_dc_{}.{secret}", "a".repeat(65)),
+        ] {
+            assert_eq!(located_token_id(&bad, "lk_dc_"), None, "{bad}");
+        }
+    }
 
     #[test]
     fn tokens_round_trip_and_reject_lookalikes() {

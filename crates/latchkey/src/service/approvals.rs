@@ -73,9 +73,10 @@ pub async fn facts(app: &App, a: &ApprovalRow) -> AppResult<RequesterFacts> {
     })
 }
 
-/// A new device_code: 256 random bits; only its SHA-256 is stored.
-pub fn new_device_code() -> (String, Vec<u8>) {
-    let code = secret::new_token(DEVICE_CODE_PREFIX);
+/// A new device_code for the request `id`: the id and 256 random bits; only its SHA-256 is
+/// stored, and the store finds the request by the id (see `secret::new_located_token`).
+pub fn new_device_code(id: &str) -> (String, Vec<u8>) {
+    let code = secret::new_located_token(DEVICE_CODE_PREFIX, id);
     let hash = secret::token_hash(&code);
     (code, hash)
 }
@@ -128,9 +129,9 @@ pub async fn poll(
     let client = clients::authenticate(app, client_id, client_secret).await?;
     limits::check(app, &format!("token:ip:{}", meta.ip), app.settings.limits.token_per_ip_per_minute, 60, meta).await?;
     let invalid = || AppError::InvalidGrant("the device code is invalid, expired or already used".into());
-    secret::token_bytes(device_code, DEVICE_CODE_PREFIX).ok_or_else(invalid)?;
+    let id = secret::located_token_id(device_code, DEVICE_CODE_PREFIX).ok_or_else(invalid)?;
     let now = app.now();
-    let a = app.store.poll_approval(&secret::token_hash(device_code), &client.id, now).await?.ok_or_else(invalid)?;
+    let a = app.store.poll_approval(id, &secret::token_hash(device_code), &client.id, now).await?.ok_or_else(invalid)?;
     match state(&a, now) {
         State::Collected => return Err(invalid()),
         State::Expired => return Err(AppError::DeviceGrant("expired_token")),

@@ -48,9 +48,11 @@ pub async fn authorize(
     // A collision with a live code is astronomically rare; draw again rather than fail.
     for _ in 0..5 {
         let user_code = codes::generate(USER_CODE_LEN);
-        let (device_code, device_code_hash) = approvals::new_device_code();
+        // Time-ordered, so new requests append to the primary key's index.
+        let id = uuid::Uuid::now_v7().to_string();
+        let (device_code, device_code_hash) = approvals::new_device_code(&id);
         let row = ApprovalRow {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             flow: "device_code".into(),
             device_code_hash,
             user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)),

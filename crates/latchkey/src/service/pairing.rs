@@ -101,9 +101,10 @@ pub async fn redeem(
     let facts = DeviceFacts::from_input(device, &meta.user_agent)?;
     let now = app.now();
     let d = &app.settings.device;
-    let (device_code, device_code_hash) = approvals::new_device_code();
+    let id = uuid::Uuid::now_v7().to_string();
+    let (device_code, device_code_hash) = approvals::new_device_code(&id);
     let template = ApprovalRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id,
         flow: "pairing".into(),
         device_code_hash,
         user_code_hmac: None,

@@ -46,7 +46,7 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
     limits::check(app, &format!("qr:ip:{}", meta.ip), q.create_per_ip_per_minute, 60, meta).await?;
     let now = app.now();
     let id = secret::b64url(&secret::random_bytes::<16>());
-    let browser_secret = secret::new_token(SECRET_PREFIX);
+    let browser_secret = secret::new_located_token(SECRET_PREFIX, &id);
     let match_code = random_match_code();
     let row = ApprovalRow {
         id: id.clone(),
@@ -105,7 +105,9 @@ fn handoff_code(app: &App, id: &str, secret_hash: &[u8]) -> String {
 /// The login, if `browser_secret` is its secret. Anything else is "not found": without the
 /// secret nothing about the login is ever told.
 pub async fn own(app: &App, id: &str, browser_secret: &str) -> AppResult<ApprovalRow> {
-    secret::token_bytes(browser_secret, SECRET_PREFIX).ok_or(AppError::NotFound)?;
+    if secret::located_token_id(browser_secret, SECRET_PREFIX) != Some(id) {
+        return Err(AppError::NotFound);
+    }
     let a = app.store.approval(id).await?.filter(|a| a.flow == "qr").ok_or(AppError::NotFound)?;
     if !secret::ct_eq(&a.device_code_hash, &secret::token_hash(browser_secret)) {
         return Err(AppError::NotFound);
@@ -251,9 +253,12 @@ pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, match_c
 pub async fn handoff(app: &App, code: &str, browser_secret: &str, web: bool, meta: &ClientMeta) -> AppResult<Opened> {
     let invalid = || AppError::InvalidGrant("the handoff code is invalid, expired or already used".into());
     secret::token_bytes(code, HANDOFF_PREFIX).ok_or_else(invalid)?;
-    secret::token_bytes(browser_secret, SECRET_PREFIX).ok_or_else(invalid)?;
+    let id = secret::located_token_id(browser_secret, SECRET_PREFIX).ok_or_else(invalid)?;
     let secret_hash = secret::token_hash(browser_secret);
-    let a = app.store.approval_by_secret(&secret_hash).await?.filter(|a| a.flow == "qr").ok_or_else(invalid)?;
+    let a = app.store.approval(id).await?.filter(|a| a.flow == "qr").ok_or_else(invalid)?;
+    if !secret::ct_eq(&a.device_code_hash, &secret_hash) {
+        return Err(invalid());
+    }
     if !secret::ct_eq(handoff_code(app, &a.id, &secret_hash).as_bytes(), code.as_bytes()) {
         return Err(invalid());
     }

@@ -231,12 +231,10 @@ pub trait ApprovalStore: Send + Sync + 'static {
 
     async fn approval_by_user_code(&self, hmac: &[u8]) -> StoreResult<Option<ApprovalRow>>;
 
-    /// By the hash of the requester's secret (device_code, or a QR login's browser secret).
-    async fn approval_by_secret(&self, hash: &[u8]) -> StoreResult<Option<ApprovalRow>>;
-
-    /// Records a poll of `device_code_hash` by `client_id`: a poll sooner than the interval
-    /// after the previous one adds 5 s to the interval and sets `poll_early`, in one write.
-    async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
+    /// Records a poll of request `id`, if its device_code hashes to `device_code_hash` and
+    /// `client_id` made it: a poll sooner than the interval after the previous one adds 5 s to
+    /// the interval and sets `poll_early`, in one write.
+    async fn poll_approval(&self, id: &str, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
 
     /// Moves a live pending approval to `approved` or `denied`, binding it to `user_id` (unless
     /// it is already bound to another user) and noting the deciding device; one conditional write.

@@ -96,6 +96,18 @@ async fn every_rfc_8628_answer() {
     t.clock.advance(601);
     assert_eq!(err(t.poll(&s(&expired, "device_code")).await.json().await.unwrap()), "expired_token");
     assert_eq!(err(t.poll("lk_dc_nonsense").await.json().await.unwrap()), "invalid_grant");
+    // A device code names its request, but only the whole code is accepted: the id of a live
+    // request with another secret, or a live code's secret under another request's id, is not.
+    let live = s(&t.device_authorization().await, "device_code");
+    let other = s(&t.device_authorization().await, "device_code");
+    let (live_id, live_secret) = live.rsplit_once('.').unwrap();
+    let (other_id, _) = other.rsplit_once('.').unwrap();
+    let forged_secret = format!("{live_id}.{}", "A".repeat(43));
+    let swapped_id = format!("{other_id}.{live_secret}");
+    for forged in [forged_secret, swapped_id] {
+        assert_eq!(err(t.poll(&forged).await.json().await.unwrap()), "invalid_grant", "{forged}");
+    }
+    assert_eq!(err(t.poll(&live).await.json().await.unwrap()), "authorization_pending");
 }
 
 #[tokio::test]

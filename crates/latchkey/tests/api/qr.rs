@@ -97,7 +97,8 @@ async fn without_the_secret_or_from_a_foreign_origin_nothing_is_delivered() {
     assert!(err.to_string().contains("403"), "{err}");
     // A wrong secret, and no secret within 5 s: closed without a word.
     let mut ws = socket(&t, &id, None).await.unwrap();
-    ws.send(Message::text(json!({ "secret": "lk_qs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" }).to_string())).await.unwrap();
+    // (well formed, and naming this login, but not its secret)
+    ws.send(Message::text(json!({ "secret": format!("lk_qs_{id}.{}", "A".repeat(43)) }).to_string())).await.unwrap();
     assert!(next(&mut ws).await.is_none());
     let mut silent = socket(&t, &id, None).await.unwrap();
     let started = std::time::Instant::now();

@@ -45,14 +45,7 @@ impl ApprovalStore for PgStore {
             .await?)
     }
 
-    async fn approval_by_secret(&self, hash: &[u8]) -> StoreResult<Option<ApprovalRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APPROVAL_COLS} FROM approvals WHERE device_code_hash = $1")))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
-    async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
+    async fn poll_approval(&self, id: &str, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
         // Every SET expression sees the row as it was before this poll.
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE approvals SET \
@@ -60,11 +53,12 @@ impl ApprovalStore for PgStore {
                slow_downs = slow_downs + CASE WHEN last_poll_at IS NOT NULL AND $1 - last_poll_at < poll_interval THEN 1 ELSE 0 END, \
                poll_interval = poll_interval + CASE WHEN last_poll_at IS NOT NULL AND $1 - last_poll_at < poll_interval THEN 5 ELSE 0 END, \
                last_poll_at = $1 \
-             WHERE device_code_hash = $2 AND client_id = $3 RETURNING {APPROVAL_COLS}"
+             WHERE id = $4 AND device_code_hash = $2 AND client_id = $3 RETURNING {APPROVAL_COLS}"
         )))
         .bind(now)
         .bind(device_code_hash)
         .bind(client_id)
+        .bind(id)
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -43,16 +43,12 @@ impl ApprovalStore for SqliteStore {
         self.one(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE user_code_hmac = ?"), [hmac], approval_row)
     }
 
-    async fn approval_by_secret(&self, hash: &[u8]) -> StoreResult<Option<ApprovalRow>> {
-        self.one(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE device_code_hash = ?"), [hash], approval_row)
-    }
-
-    async fn poll_approval(&self, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
+    async fn poll_approval(&self, id: &str, device_code_hash: &[u8], client_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
         // A pending poll only reads: the time of each poll is kept in memory (see `memory`), and
         // only a too-early poll writes, to count its slow_down and lengthen the interval.
         let found = self.one(
-            concat!("SELECT ", approval_cols!(), " FROM approvals WHERE device_code_hash = ? AND client_id = ?"),
-            params![device_code_hash, client_id],
+            concat!("SELECT ", approval_cols!(), " FROM approvals WHERE id = ? AND device_code_hash = ? AND client_id = ?"),
+            params![id, device_code_hash, client_id],
             approval_row,
         )?;
         let Some(mut a) = found else { return Ok(None) };

@@ -244,3 +244,58 @@ impl SqliteStore {
         self.point.read(|c| c.prepare_cached(sql)?.query_row(params, row).optional())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection, Row};
+    use std::str::FromStr;
+
+    /// Migration 0005 rebuilds `approvals` to drop the unique index on device_code_hash: a
+    /// database made by 0001–0004 keeps its requests and the pairing codes pointing at them.
+    #[tokio::test]
+    async fn rebuilding_approvals_keeps_requests_and_pairing_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
+        let mut c = opts.connect().await.unwrap();
+        let all = sqlx::migrate!("./migrations/sqlite");
+        let mut before = sqlx::migrate!("./migrations/sqlite");
+        before.migrations = all.migrations.iter().filter(|m| m.version < 5).cloned().collect::<Vec<_>>().into();
+        before.run(&mut c).await.unwrap();
+        for sql in [
+            "INSERT INTO users (id, email, created_at) VALUES ('u1', 'a@example.com', 0)",
+            "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, \
+             requester_ip, requester_ua, poll_interval, match_code) \
+             VALUES ('a1', 'pairing', x'01', NULL, 'latchkey-cli', 'openid', 'pending', 1, 2, '127.0.0.1', 'ua', 5, '42')",
+            "INSERT INTO pairing_codes (id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at, approval_id) \
+             VALUES ('p1', 'u1', 'd1', x'02', 'openid', 1, 2, 'a1')",
+        ] {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        all.run(&mut c).await.unwrap();
+
+        let row = sqlx::query("SELECT a.match_code, a.device_code_hash FROM pairing_codes p JOIN approvals a ON a.id = p.approval_id")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!((row.get::<String, _>(0), row.get::<Vec<u8>, _>(1)), ("42".to_owned(), vec![1]));
+        let broken = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut c).await.unwrap();
+        assert!(broken.is_empty(), "{} foreign keys broken", broken.len());
+        // The hash is no longer unique (requests are found by id); user codes still are, and the
+        // foreign keys are enforced again.
+        let insert = |id: &str, user_code: &str| {
+            format!(
+                "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
+                 expires_at, requester_ip, requester_ua, poll_interval) \
+                 VALUES ('{id}', 'device_code', x'01', {user_code}, 'latchkey-cli', 'openid', 'pending', 1, 2, 'ip', 'ua', 5)"
+            )
+        };
+        sqlx::query(sqlx::AssertSqlSafe(insert("a2", "x'0a'"))).execute(&mut c).await.unwrap();
+        assert!(sqlx::query(sqlx::AssertSqlSafe(insert("a3", "x'0a'"))).execute(&mut c).await.is_err(), "user codes stay unique");
+        let orphan = "INSERT INTO pairing_codes (id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at, approval_id) \
+                      VALUES ('p2', 'nobody', 'd1', x'03', 'openid', 1, 2, NULL)";
+        assert!(sqlx::query(orphan).execute(&mut c).await.is_err(), "foreign keys are on again");
+        c.close().await.unwrap();
+    }
+}
