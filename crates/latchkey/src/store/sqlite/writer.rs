@@ -20,12 +20,13 @@ use std::time::Duration;
 const MAX_BATCH: usize = 512;
 /// WAL growth, in pages, after which the checkpointer thread is asked to copy it.
 const KICK_PAGES: i64 = 256;
-/// WAL size, in pages (32 MiB), past which the writer checkpoints between two commits so that
-/// the WAL starts over. Each such checkpoint stalls commits for a few ms (its two fsyncs), so
-/// it is rare: measured at 20,000 device authorizations/s, every 2,000 pages gave a p99 of
-/// 9.6 ms under 64 clients, every 8,000 pages 8.0 ms (docs/performance.md).
-const RESET_PAGES: i64 = 8_000;
-/// After the last kick, the checkpointer copies the rest of the WAL when writes pause this long.
+/// WAL size, in pages (125 MiB), past which the writer checkpoints between two commits so that
+/// the WAL starts over. Each such checkpoint stalls commits for a few ms (its fsyncs), so it is
+/// rare. Measured with 64 clients creating ~20,000 device codes/s: every 2,000 pages, p99 9.6 ms;
+/// every 8,000, 10–11 ms on a larger database; every 32,000, 6–7 ms (docs/performance.md).
+const RESET_PAGES: i64 = 32_000;
+/// After the last kick, once writes pause this long, the checkpointer copies the rest of the
+/// WAL and truncates it, so a large WAL does not outlive a burst.
 const IDLE_PASS_AFTER: Duration = Duration::from_secs(1);
 
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -113,19 +114,28 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::os::raw::c_int) -> rusql
     Ok(())
 }
 
-/// Copies the WAL into the database whenever the writer asks, off the commit path, and once
-/// more when the writes stop, so the WAL can start over at the next commit.
+/// Copies the WAL into the database whenever the writer asks, off the commit path; once the
+/// writes pause, copies the rest and truncates the WAL.
 fn checkpointer(conn: Connection, kicked: mpsc::Receiver<()>) {
     let mut idle_pass_due = false;
     loop {
         let asked = if idle_pass_due { kicked.recv_timeout(IDLE_PASS_AFTER) } else { kicked.recv().map_err(Into::into) };
-        match asked {
-            Ok(()) => idle_pass_due = true,
-            Err(mpsc::RecvTimeoutError::Timeout) => idle_pass_due = false,
+        // TRUNCATE holds the write lock while it copies; when writes have paused there is little
+        // to copy, and a commit that comes meanwhile waits (busy timeout) rather than fails.
+        // Without a busy timeout here, a TRUNCATE that meets a running commit gives up at once.
+        let mode = match asked {
+            Ok(()) => {
+                idle_pass_due = true;
+                "PASSIVE"
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                idle_pass_due = false;
+                "TRUNCATE"
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "background checkpoint failed");
+        };
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, mode, "background checkpoint failed");
         }
     }
 }
@@ -245,6 +255,8 @@ mod tests {
         writer.write(|c| Ok(c.execute("INSERT INTO t VALUES (x'00', x'00')", [])?)).await.unwrap();
         let frames = wal_frames(&path);
         assert!(frames <= 8, "after a pause the WAL should start over, it holds {frames} frames");
+        let wal = std::fs::metadata(dir.path().join("w.db-wal")).unwrap().len();
+        assert!(wal <= 8 * 4_200, "after a pause the WAL file should be truncated, it has {wal} bytes");
         let n: i64 = setup.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, ROWS as i64 + 1);
     }
