@@ -13,6 +13,7 @@ use crate::domain::secret;
 use crate::domain::user_agent;
 use crate::events::Event;
 use crate::store::ApprovalRow;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 pub const DEVICE_CODE_PREFIX: &str = "lk_dc_";
 
@@ -79,6 +80,57 @@ pub fn new_device_code(id: &str) -> (String, Vec<u8>) {
     let code = secret::new_located_token(DEVICE_CODE_PREFIX, id);
     let hash = secret::token_hash(&code);
     (code, hash)
+}
+
+/// The estimate behind the server-wide cap on live pending requests (`device.pending_total`).
+#[derive(Default)]
+pub struct PendingGauge {
+    /// The clock's second of the latest count, and that count plus what was admitted since.
+    estimate: tokio::sync::Mutex<Option<(i64, i64)>>,
+    /// Requests admitted whose insert has not returned yet: a count does not see them.
+    in_flight: AtomicI64,
+}
+
+/// A request admitted under the server-wide cap; hold it until its insert has returned.
+pub struct Admitted<'a>(Option<&'a AtomicI64>);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if let Some(in_flight) = self.0 {
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Admits one more pending request under the server-wide cap, or refuses it (429). The live
+/// requests are counted at most once per second of the clock, on a read connection: counting
+/// 100,000 of them takes about 7 ms, and done inside every insert, on the single SQLite writer,
+/// a flood at the cap stalled every other write. Between counts each admitted request counts
+/// as one more, and a count adds the admitted ones not yet inserted, so the estimate errs only
+/// high and one process never passes the cap. Instances sharing PostgreSQL may pass it
+/// together by what the others admitted within that second.
+pub async fn admit_pending(app: &App, now: i64) -> AppResult<Admitted<'_>> {
+    let cap = app.settings.device.pending_total;
+    if cap == 0 {
+        return Ok(Admitted(None));
+    }
+    let gauge = &app.pending;
+    let mut estimate = gauge.estimate.lock().await;
+    let live = match *estimate {
+        Some((counted_at, live)) if counted_at == now => live,
+        _ => {
+            let in_flight = gauge.in_flight.load(Ordering::SeqCst);
+            app.store.count_live_pending(now).await? + in_flight
+        }
+    };
+    if live >= cap {
+        *estimate = Some((now, live));
+        metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
+        return Err(AppError::RateLimited { retry_after: 60 });
+    }
+    *estimate = Some((now, live + 1));
+    gauge.in_flight.fetch_add(1, Ordering::SeqCst);
+    Ok(Admitted(Some(&gauge.in_flight)))
 }
 
 /// Counts a wrong code against the account (if any), the IP and the whole server.

@@ -45,6 +45,7 @@ pub async fn authorize(
     limits::check(app, &format!("devauth:client:{}", client.id), d.create_per_client_per_minute, 60, meta).await?;
     let now = app.now();
     let kind = DeviceFacts::from_input(None, &meta.user_agent)?.kind;
+    let _admitted = approvals::admit_pending(app, now).await?;
     // A collision with a live code is astronomically rare; draw again rather than fail.
     for _ in 0..5 {
         let user_code = codes::generate(USER_CODE_LEN);
@@ -79,7 +80,7 @@ pub async fn authorize(
             .meta(meta)
             .detail(serde_json::json!({ "client_id": client.id, "request": row.id }))
             .row(app);
-        match app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now, Some(&issued)).await {
+        match app.store.create_approval(&row, d.pending_per_ip, now, Some(&issued)).await {
             Ok(Created::Yes) => {}
             Ok(Created::CapReached) => {
                 metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);

@@ -64,8 +64,8 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
         match_code: Some(match_code.clone()),
         ..Default::default()
     };
-    let d = &app.settings.device;
-    if app.store.create_approval(&row, d.pending_per_ip, d.pending_total, now, None).await? == Created::CapReached {
+    let _admitted = approvals::admit_pending(app, now).await?;
+    if app.store.create_approval(&row, app.settings.device.pending_per_ip, now, None).await? == Created::CapReached {
         metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
         return Err(AppError::RateLimited { retry_after: 60 });
     }

@@ -216,16 +216,13 @@ pub trait SessionStore: Send + Sync + 'static {
 #[async_trait]
 pub trait ApprovalStore: Send + Sync + 'static {
     /// Inserts a pending approval unless the requester's IP already has `cap_per_ip` live pending
-    /// requests or the server `cap_total` (0: no cap), in one conditional write. `audit`, if any,
-    /// is written in the same transaction when the approval is, so the two commit together.
-    async fn create_approval(
-        &self,
-        a: &ApprovalRow,
-        cap_per_ip: i64,
-        cap_total: i64,
-        now: i64,
-        audit: Option<&AuditRow>,
-    ) -> StoreResult<Created>;
+    /// requests (0: no cap), in one conditional write. `audit`, if any, is written in the same
+    /// transaction when the approval is, so the two commit together. (The server-wide cap is
+    /// checked before, against `count_live_pending`: see `service::approvals::admit_pending`.)
+    async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, now: i64, audit: Option<&AuditRow>) -> StoreResult<Created>;
+
+    /// Live pending approvals of every kind, server-wide. Scans them all: call it rarely.
+    async fn count_live_pending(&self, now: i64) -> StoreResult<i64>;
 
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>>;
 

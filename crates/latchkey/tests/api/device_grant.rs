@@ -279,6 +279,50 @@ async fn ten_thousand_requests_from_one_ip_meet_the_cap() {
     assert_eq!(t.count_rows("approvals").await, 50, "the store does not grow past the cap");
 }
 
+/// The server-wide cap counts device grants and QR logins together, holds under concurrent
+/// requests, and frees up as requests end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_wide_cap_holds_and_frees_up_as_requests_end() {
+    let t = spawn_with(|s| {
+        s.device.create_per_ip_per_minute = 1_000_000;
+        s.device.create_per_client_per_minute = 1_000_000;
+        s.qr.create_per_ip_per_minute = 1_000_000;
+        s.device.pending_per_ip = 0;
+        s.device.pending_total = 5;
+    })
+    .await;
+    let burst = |n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let http = t.http.clone();
+                let (device, qr) = (t.url("/oauth/device_authorization"), t.url("/api/v1/qr-logins"));
+                tokio::spawn(async move {
+                    let r = if i % 2 == 0 { http.post(device).form(&[("client_id", "latchkey-cli")]) } else { http.post(qr) };
+                    // Device grants answer 200, QR logins 201: both count as admitted.
+                    match r.send().await.unwrap().status().as_u16() {
+                        201 => 200,
+                        other => other,
+                    }
+                })
+            })
+            .collect();
+        async move {
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            for task in tasks {
+                *statuses.entry(task.await.unwrap()).or_default() += 1;
+            }
+            statuses
+        }
+    };
+    let statuses = burst(20).await;
+    assert_eq!(statuses, [(200, 5), (429, 15)].into(), "{statuses:?}");
+    assert_eq!(t.count_rows("approvals").await, 5, "the store does not grow past the cap");
+    // Ended requests no longer count: once all have expired, the next ones are admitted.
+    t.clock.advance(601);
+    let statuses = burst(8).await;
+    assert_eq!(statuses, [(200, 5), (429, 3)].into(), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn creation_is_limited_per_ip_and_per_client() {
     let t = spawn_with(|s| s.device.create_per_ip_per_minute = 3).await;

@@ -4,31 +4,30 @@ use super::*;
 
 #[async_trait]
 impl ApprovalStore for PgStore {
-    async fn create_approval(
-        &self,
-        a: &ApprovalRow,
-        cap_per_ip: i64,
-        cap_total: i64,
-        now: i64,
-        audit: Option<&AuditRow>,
-    ) -> StoreResult<Created> {
+    async fn create_approval(&self, a: &ApprovalRow, cap_per_ip: i64, now: i64, audit: Option<&AuditRow>) -> StoreResult<Created> {
         let q = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{INSERT_APPROVAL} SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
-             WHERE ($18 = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = $10 AND status = 'pending' AND expires_at > $19) < $18) \
-               AND ($20 = 0 OR (SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > $19) < $20)"
+             WHERE ($18 = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = $10 AND status = 'pending' AND expires_at > $19) < $18)"
         )));
         let mut tx = self.pool.begin().await?;
-        // Under READ COMMITTED two concurrent inserts could both see the count below the cap;
-        // serialising the capped inserts makes each one count the ones committed before it.
-        if cap_per_ip != 0 || cap_total != 0 {
-            xact_lock(&mut tx, LOCK_APPROVAL_CAPS, "").await?;
+        // Under READ COMMITTED two concurrent inserts from one IP could both see its count below
+        // the cap; serialising them (per IP) makes each one count the ones committed before it.
+        if cap_per_ip != 0 {
+            xact_lock(&mut tx, LOCK_APPROVAL_CAPS, &a.requester_ip).await?;
         }
-        let r = bind_approval(q, a).bind(cap_per_ip).bind(now).bind(cap_total).execute(&mut *tx).await.map_err(conflict_or)?;
+        let r = bind_approval(q, a).bind(cap_per_ip).bind(now).execute(&mut *tx).await.map_err(conflict_or)?;
         if let (1, Some(e)) = (r.rows_affected(), audit) {
             insert_audit(&mut *tx, e).await?;
         }
         tx.commit().await?;
         Ok(if r.rows_affected() == 1 { Created::Yes } else { Created::CapReached })
+    }
+
+    async fn count_live_pending(&self, now: i64) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > $1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRow>> {
