@@ -100,6 +100,23 @@ pub fn b64url(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any id a record may have comes back out of its token; any other text is refused
+        /// unless it has exactly the token's shape, and the parser never panics.
+        #[test]
+        fn located_tokens_round_trip_and_nothing_else_parses(id in "[A-Za-z0-9_-]{1,64}", junk in "\\PC{0,120}") {
+            let t = new_located_token("lk_dc_", &id);
+            prop_assert_eq!(located_token_id(&t, "lk_dc_"), Some(id.as_str()));
+            let presented = format!("lk_dc_{junk}");
+            if let Some(found) = located_token_id(&presented, "lk_dc_") {
+                let secret = presented.strip_prefix(&format!("lk_dc_{found}.")).unwrap();
+                prop_assert!(secret.len() == 43 && B64.decode(secret).is_ok_and(|v| v.len() == 32), "{}", presented);
+            }
+            prop_assert_eq!(located_token_id(&junk, "lk_dc_"), None::<&str>);
+        }
+    }
 
     #[test]
     fn located_tokens_carry_their_id_and_reject_lookalikes() {
