@@ -259,10 +259,11 @@ mod tests {
                 assert_eq!(w.unwrap().unwrap(), 1);
             }
         }
-        // 4,000 rows of 500 bytes are 2 MB of pages at the very least; without the WAL starting
-        // over, the WAL file would hold all of them and more.
+        // Without the WAL starting over, the file holds every page written: 12 MB here. With it,
+        // about 64 pages plus what was written while the checkpointer held the WAL (up to
+        // 1.3 MB seen under a loaded CI machine).
         let wal = std::fs::metadata(dir.path().join("w.db-wal")).unwrap().len();
-        assert!(wal < 1_200_000, "the WAL grew to {wal} bytes");
+        assert!(wal < 4_000_000, "the WAL grew to {wal} bytes");
         let wal_file = || std::fs::metadata(dir.path().join("w.db-wal")).unwrap().len();
         tokio::time::sleep(every.idle + Duration::from_millis(300)).await;
         writer.write(|c| Ok(c.execute("INSERT INTO t VALUES (x'00', x'00')", [])?)).await.unwrap();
