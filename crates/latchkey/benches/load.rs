@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/listen.rs"]
+mod listen;
 #[path = "support/proc.rs"]
 mod proc;
 use proc::*;
@@ -157,20 +159,7 @@ impl Server {
         let mut child = cmd.spawn().expect("start the latchkey binary");
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        // Reads the address, then keeps draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("latchkey listening on http://")
-                    && let Some(tx) = tx.take()
-                {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        });
+        let rx = listen::listen_address(stdout);
         let addr = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(a) => a,
             Err(_) => {

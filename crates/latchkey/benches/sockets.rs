@@ -28,7 +28,6 @@
 
 use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -38,6 +37,8 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+#[path = "../tests/common/listen.rs"]
+mod listen;
 #[path = "support/proc.rs"]
 mod proc;
 use proc::*;
@@ -122,19 +123,7 @@ impl Server {
         let mut child = cmd.spawn().map_err(|e| format!("starting the latchkey binary: {e}"))?;
         let pid = child.id();
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        // Reads the address, then keeps draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("latchkey listening on http://")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                }
-            }
-        });
+        let rx = listen::listen_address(stdout);
         let addr = rx.recv_timeout(Duration::from_secs(60)).ok().and_then(|a| a.parse::<SocketAddr>().ok());
         let Some(addr) = addr else {
             let _ = child.kill();

@@ -15,7 +15,6 @@ mod common;
 use common::{PASSWORD, PgSchema, s, test_database_url};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,19 +101,7 @@ fn spawn_server(
         .stderr(Stdio::from(std::fs::File::create(log).expect("log file")));
     let mut child = cmd.spawn().expect("start the latchkey binary");
     let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Reads the address, then keeps draining stdout so the server never blocks on it.
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("latchkey listening on http://")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-            }
-        }
-    });
+    let rx = common::listen::listen_address(stdout);
     (child, rx)
 }
 

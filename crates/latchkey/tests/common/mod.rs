@@ -1,6 +1,7 @@
 //! Shared test helpers: a real server on 127.0.0.1 with an OS-picked port and a fresh database.
 #![allow(dead_code)]
 
+pub mod listen;
 pub mod smtp;
 pub mod totp;
 
