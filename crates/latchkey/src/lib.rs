@@ -3,7 +3,6 @@
 //! Layers, from the inside out: `domain` (pure), `store` (one trait, backends), `events`,
 //! `service` (use cases), `http` (axum) and `cli`. See `docs/architecture.md`.
 
-pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;

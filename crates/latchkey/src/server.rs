@@ -1,10 +1,10 @@
 //! Startup: open the store, build the app, bind, serve until a shutdown signal.
 
-use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::events::{EventBus, LocalEvents, PgEvents};
 use crate::http::{self, AppState};
+use crate::service::App;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;

@@ -2,11 +2,11 @@
 
 mod device;
 
-use crate::app::App;
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Overrides, Settings};
 use crate::domain::{Email, Password};
 use crate::events::LocalEvents;
+use crate::service::App;
 use crate::service::audit::{Audit, AuditKind};
 use crate::service::{accounts, clients};
 use clap::{Args, Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! Pure domain logic: parsing of outside input into types, code and token generation, policies.
 //! Nothing here does I/O or reads the clock; time is always an argument.
 
+pub mod approval;
 pub mod codes;
 pub mod device;
 pub mod email;

@@ -3,9 +3,9 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
-use crate::app::ClientMeta;
 use crate::clock::rfc3339;
 use crate::domain::device::DeviceInput;
+use crate::service::ClientMeta;
 use crate::service::accounts;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::devices::{self, DeviceView};
@@ -182,7 +182,7 @@ pub struct Me {
 /// Who the bearer token belongs to.
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401)))]
 pub async fn me(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Me>, ApiError> {
-    let user = s.app.store.user_by_id(&caller.user_id).await?.ok_or(crate::app::AppError::Unauthorized)?;
+    let user = s.app.store.user_by_id(&caller.user_id).await?.ok_or(crate::service::AppError::Unauthorized)?;
     Ok(Json(Me {
         user_id: user.id,
         email: user.email.unwrap_or_default(),

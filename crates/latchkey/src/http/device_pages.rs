@@ -4,10 +4,10 @@
 
 use super::AppState;
 use super::pages::{WebUser, csrf_ok, csrf_refused, csrf_token, message};
-use crate::app::{AppError, ClientMeta};
 use crate::service::approvals::RequesterFacts;
 use crate::service::device_grant;
 use crate::service::pairing::{self, PairingStatus};
+use crate::service::{AppError, ClientMeta};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Json;

@@ -3,8 +3,8 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
-use crate::app::ClientMeta;
 use crate::domain::device::DeviceInput;
+use crate::service::ClientMeta;
 use crate::service::approvals::RequesterFacts;
 use crate::service::device_grant;
 use crate::service::pairing::{self, PairingCode, PairingStatus, Redeemed};
@@ -88,7 +88,7 @@ pub async fn create_pairing_code(
     let req: CreatePairingCode = if body.iter().all(u8::is_ascii_whitespace) {
         CreatePairingCode::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| crate::app::AppError::BadRequest(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| crate::service::AppError::BadRequest(format!("invalid JSON body: {e}")))?
     };
     Ok((StatusCode::CREATED, Json(pairing::create(&s.app, &caller, req.scope.as_deref(), &meta).await?)))
 }

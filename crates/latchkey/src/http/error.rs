@@ -1,7 +1,7 @@
 //! One mapping from `AppError` to responses: RFC 9457 problem details on `/api` and pages'
 //! fallbacks, RFC 6749 §5.2 errors on `/oauth`. 5xx log their cause and never echo it.
 
-use crate::app::AppError;
+use crate::service::AppError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;

@@ -2,8 +2,8 @@
 
 use super::AppState;
 use super::error::{ApiError, OAuthError};
-use crate::app::{AppError, ClientMeta};
 use crate::service::sessions::{self, Caller};
+use crate::service::{AppError, ClientMeta};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;

@@ -4,7 +4,7 @@ use super::AppState;
 use super::api::tokens_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
-use crate::app::ClientMeta;
+use crate::service::ClientMeta;
 use crate::service::mfa::{self, RecoveryCodes, TotpEnrolment};
 use crate::service::password;
 use crate::service::sessions::TokenResponse;

@@ -2,8 +2,8 @@
 
 use super::AppState;
 use super::pages::{cookie, cookie_names, csrf_ok, csrf_refused, csrf_token, safe_next};
-use crate::app::{AppError, ClientMeta};
 use crate::service::mfa;
+use crate::service::{AppError, ClientMeta};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;

@@ -14,7 +14,7 @@ pub mod pages;
 pub mod qr_api;
 pub mod qr_pages;
 
-use crate::app::App;
+use crate::service::App;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};

@@ -4,11 +4,11 @@
 use super::AppState;
 use super::error::{OAuthError, oauth_error};
 use super::extract::OAuthForm;
-use crate::app::{AppError, ClientMeta};
 use crate::service::approvals;
 use crate::service::device_grant::{self, DeviceAuthorization};
 use crate::service::sessions::TokenResponse;
 use crate::service::tokens::{self, ClientAuth, Introspection};
+use crate::service::{AppError, ClientMeta};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;

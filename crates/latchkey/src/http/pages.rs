@@ -3,12 +3,12 @@
 //! check, and no JavaScript.
 
 use super::AppState;
-use crate::app::{AppError, ClientMeta};
 use crate::clock::rfc3339;
 use crate::domain::secret;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::devices::{self, DeviceView};
 use crate::service::sessions::{self, Caller};
+use crate::service::{AppError, ClientMeta};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;

@@ -3,8 +3,8 @@
 
 use super::AppState;
 use super::pages::{WebUser, cookie, cookie_names, csrf_ok, csrf_refused, csrf_token, message, safe_next};
-use crate::app::{AppError, ClientMeta};
 use crate::service::qr::{self, PhoneView};
+use crate::service::{AppError, ClientMeta};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Json;

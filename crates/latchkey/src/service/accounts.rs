@@ -1,7 +1,7 @@
 use super::audit::{Audit, AuditKind};
 use super::limits;
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::{Email, Password};
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::UserRow;
 
 /// Creates an account with a password. Used by self-registration and by `latchkey user add`.

@@ -6,36 +6,22 @@
 
 use super::sessions::{self, AuthorizedBy, NewSession, TokenResponse};
 use super::{clients, limits};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::clock::rfc3339;
 use crate::domain::device::DeviceFacts;
 use crate::domain::secret;
 use crate::domain::user_agent;
 use crate::events::Event;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::ApprovalRow;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 pub const DEVICE_CODE_PREFIX: &str = "lk_dc_";
 
-/// The state a requester or approver sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Pending,
-    Approved,
-    Denied,
-    Expired,
-    Collected,
-}
+pub use crate::domain::approval::State;
+use crate::domain::approval::{self, Flow};
 
 pub fn state(a: &ApprovalRow, now: i64) -> State {
-    match a.status.as_str() {
-        "collected" => State::Collected,
-        "denied" => State::Denied,
-        _ if now >= a.expires_at => State::Expired,
-        "approved" => State::Approved,
-        _ => State::Pending,
-    }
+    approval::state(a.status, a.expires_at, now)
 }
 
 /// What the server itself observed of the requester, for the approver to judge by.
@@ -220,9 +206,9 @@ async fn collect(app: &App, a: &ApprovalRow, meta: &ClientMeta) -> AppResult<Tok
     if let Some(kind) = a.requester_kind.as_deref().and_then(user_agent::DeviceKind::parse) {
         device.kind = kind;
     }
-    let (authorized_by, amr) = match a.flow.as_str() {
-        "pairing" => (AuthorizedBy::Pairing, "pairing"),
-        _ => (AuthorizedBy::DeviceCode, "device_code"),
+    let (authorized_by, amr) = match a.flow {
+        Flow::Pairing => (AuthorizedBy::Pairing, "pairing"),
+        Flow::DeviceCode | Flow::Qr => (AuthorizedBy::DeviceCode, "device_code"),
     };
     let built = sessions::build(
         app,

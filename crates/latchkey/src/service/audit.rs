@@ -1,6 +1,6 @@
 //! The audit trail: every security event with time, user, device, IP and User-Agent.
 
-use crate::app::{App, AppResult, ClientMeta};
+use crate::service::{App, AppResult, ClientMeta};
 use crate::store::AuditRow;
 
 /// The kinds of event, as stored.

@@ -5,9 +5,9 @@ use super::clients::{self, CLI_CLIENT, WEB_CLIENT};
 use super::limits;
 use super::mfa::{self, MfaRequired, Signed};
 use super::sessions::{self, AuthorizedBy, NewSession};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::device::{DeviceFacts, DeviceInput};
 use crate::domain::{Email, Password, Scope, policy};
+use crate::service::{App, AppError, AppResult, ClientMeta};
 
 pub struct PasswordLogin {
     pub email: String,

@@ -2,8 +2,8 @@
 //! ones with a secret shown once and stored as a SHA-256 hash.
 
 use super::audit::{Audit, AuditKind};
-use crate::app::{App, AppError, AppResult};
 use crate::domain::secret;
+use crate::service::{App, AppError, AppResult};
 use crate::store::ClientRow;
 
 pub const CLI_CLIENT: &str = "latchkey-cli";

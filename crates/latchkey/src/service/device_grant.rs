@@ -4,11 +4,11 @@ use super::approvals::{self, RequesterFacts};
 use super::audit::{Audit, AuditKind};
 use super::sessions::Caller;
 use super::{clients, limits};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::Scope;
 use crate::domain::codes::{self, USER_CODE_LEN};
 use crate::domain::device::DeviceFacts;
 use crate::events::Event;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{ApprovalRow, Created, DecideBy, Decision};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -54,12 +54,12 @@ pub async fn authorize(
         let (device_code, device_code_hash) = approvals::new_device_code(&id);
         let row = ApprovalRow {
             id,
-            flow: "device_code".into(),
+            flow: crate::domain::approval::Flow::DeviceCode,
             device_code_hash,
             user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)),
             client_id: client.id.clone(),
             scope: scope.to_string(),
-            status: "pending".into(),
+            status: crate::domain::approval::Status::Pending,
             created_at: now,
             expires_at: now + d.code_ttl_secs as i64,
             requester_ip: meta.ip.clone(),

@@ -1,8 +1,8 @@
 use super::audit::{Audit, AuditKind};
 use super::sessions::Caller;
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::clock::rfc3339;
 use crate::events::Event;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 
 /// A device as its owner sees it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]

@@ -1,8 +1,8 @@
 //! Rate limits kept in the store, so several instances share them.
 
 use super::audit::{Audit, AuditKind};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::policy;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 
 /// Counts one hit on `key`; when the sliding count over the last `window` seconds is over
 /// `limit`, 429 with the seconds until it no longer is. Refusals are audited once per run.

@@ -3,11 +3,11 @@
 
 use super::audit::{Audit, AuditKind};
 use super::sessions::{self, AuthorizedBy, Caller, NewSession, Opened};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::codes;
 use crate::domain::device::{DeviceFacts, DeviceInput};
 use crate::domain::{sealed, secret, totp};
 use crate::mail::Mail;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{MfaTokenRow, TrustRow, UserRow};
 
 pub const MFA_TOKEN_PREFIX: &str = "lk_mt_";

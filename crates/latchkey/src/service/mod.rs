@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod clients;
+mod context;
 pub mod device_grant;
 pub mod devices;
 pub mod limits;
@@ -15,3 +16,5 @@ pub mod password;
 pub mod qr;
 pub mod sessions;
 pub mod tokens;
+
+pub use context::{App, AppError, AppResult, ClientMeta};

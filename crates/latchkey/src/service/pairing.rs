@@ -5,11 +5,11 @@ use super::approvals::{self, RequesterFacts, State};
 use super::audit::{Audit, AuditKind};
 use super::clients::{self, CLI_CLIENT};
 use super::sessions::Caller;
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::Scope;
 use crate::domain::codes::{self, PAIRING_CODE_LEN};
 use crate::domain::device::{DeviceFacts, DeviceInput};
 use crate::events::Event;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{ApprovalRow, DecideBy, Decision, PairingCodeRow};
 
 pub const PAIRING_PURPOSE: &str = "pairing_code";
@@ -105,12 +105,12 @@ pub async fn redeem(
     let (device_code, device_code_hash) = approvals::new_device_code(&id);
     let template = ApprovalRow {
         id,
-        flow: "pairing".into(),
+        flow: crate::domain::approval::Flow::Pairing,
         device_code_hash,
         user_code_hmac: None,
         client_id: client.id,
         scope: String::new(),
-        status: "pending".into(),
+        status: crate::domain::approval::Status::Pending,
         created_at: now,
         expires_at: now + d.pairing_ttl_secs as i64,
         requester_ip: meta.ip.clone(),

@@ -2,8 +2,8 @@
 
 use super::audit::{Audit, AuditKind};
 use super::sessions::Caller;
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::Password;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 
 /// Sets a new password. An account that has one must give it; a passwordless account (made
 /// from a device) sets its first one without.

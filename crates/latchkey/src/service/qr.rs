@@ -8,10 +8,10 @@ use super::audit::{Audit, AuditKind};
 use super::clients::WEB_CLIENT;
 use super::limits;
 use super::sessions::{self, AuthorizedBy, Caller, NewSession, Opened};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::device::DeviceFacts;
 use crate::domain::{secret, user_agent};
 use crate::events::Event;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{ApprovalRow, Created, DecideBy, Decision, Handoff};
 
 pub const SECRET_PREFIX: &str = "lk_qs_";
@@ -50,11 +50,11 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
     let match_code = random_match_code();
     let row = ApprovalRow {
         id: id.clone(),
-        flow: "qr".into(),
+        flow: crate::domain::approval::Flow::Qr,
         device_code_hash: secret::token_hash(&browser_secret),
         client_id: WEB_CLIENT.into(),
         scope: app.settings.tokens.default_scope.clone(),
-        status: "pending".into(),
+        status: crate::domain::approval::Status::Pending,
         created_at: now,
         expires_at: now + q.ttl_secs as i64,
         requester_ip: meta.ip.clone(),
@@ -108,7 +108,7 @@ pub async fn own(app: &App, id: &str, browser_secret: &str) -> AppResult<Approva
     if secret::located_token_id(browser_secret, SECRET_PREFIX) != Some(id) {
         return Err(AppError::NotFound);
     }
-    let a = app.store.approval(id).await?.filter(|a| a.flow == "qr").ok_or(AppError::NotFound)?;
+    let a = app.store.approval(id).await?.filter(|a| a.flow == crate::domain::approval::Flow::Qr).ok_or(AppError::NotFound)?;
     if !secret::ct_eq(&a.device_code_hash, &secret::token_hash(browser_secret)) {
         return Err(AppError::NotFound);
     }
@@ -213,7 +213,7 @@ pub async fn scan(app: &App, caller: &Caller, id: &str, meta: &ClientMeta) -> Ap
 /// Approve with the number the browser shows, or deny. A wrong number denies and ends it.
 pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, match_code: Option<&str>, meta: &ClientMeta) -> AppResult<()> {
     let now = app.now();
-    let a = app.store.approval(id).await?.filter(|a| a.flow == "qr").ok_or_else(not_found)?;
+    let a = app.store.approval(id).await?.filter(|a| a.flow == crate::domain::approval::Flow::Qr).ok_or_else(not_found)?;
     let right = approve && a.match_code.as_deref().zip(match_code).is_some_and(|(m, g)| secret::ct_eq(m.as_bytes(), g.trim().as_bytes()));
     let decision = Decision {
         by: DecideBy::Qr { approval_id: id },
@@ -255,7 +255,7 @@ pub async fn handoff(app: &App, code: &str, browser_secret: &str, web: bool, met
     secret::token_bytes(code, HANDOFF_PREFIX).ok_or_else(invalid)?;
     let id = secret::located_token_id(browser_secret, SECRET_PREFIX).ok_or_else(invalid)?;
     let secret_hash = secret::token_hash(browser_secret);
-    let a = app.store.approval(id).await?.filter(|a| a.flow == "qr").ok_or_else(invalid)?;
+    let a = app.store.approval(id).await?.filter(|a| a.flow == crate::domain::approval::Flow::Qr).ok_or_else(invalid)?;
     if !secret::ct_eq(&a.device_code_hash, &secret_hash) {
         return Err(invalid());
     }

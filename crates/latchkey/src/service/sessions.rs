@@ -1,11 +1,11 @@
 //! Opening sessions and issuing their tokens. Every flow that signs a device in ends here.
 
 use super::audit::{Audit, AuditKind};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::device::DeviceFacts;
 use crate::domain::secret;
 use crate::events::Event;
 use crate::keys::AccessClaims;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{DeviceRow, RefreshTokenRow, SessionRow};
 
 /// How a device came to be signed in.

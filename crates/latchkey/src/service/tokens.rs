@@ -4,10 +4,10 @@
 use super::audit::{Audit, AuditKind};
 use super::sessions::{self, TokenResponse};
 use super::{clients, limits};
-use crate::app::{App, AppError, AppResult, ClientMeta};
 use crate::domain::policy::{self, SupersededVerdict};
 use crate::domain::{Scope, secret};
 use crate::events::Event;
+use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::Rotation;
 
 pub struct ClientAuth {

@@ -1,5 +1,7 @@
 //! Rows as the store keeps them. Plain data; the domain and service layers give them meaning.
 
+use crate::domain::approval::{Flow, Status};
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SigningKeyRow {
     pub kid: String,
@@ -91,12 +93,14 @@ pub struct AuditRow {
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct ApprovalRow {
     pub id: String,
-    pub flow: String,
+    #[sqlx(try_from = "String")]
+    pub flow: Flow,
     pub device_code_hash: Vec<u8>,
     pub user_code_hmac: Option<Vec<u8>>,
     pub client_id: String,
     pub scope: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub created_at: i64,
     pub expires_at: i64,
     pub requester_ip: String,

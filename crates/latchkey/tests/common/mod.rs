@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub app: Arc<latchkey::app::App>,
+    pub app: Arc<latchkey::service::App>,
     pub clock: Arc<OffsetClock>,
     pub dir: std::path::PathBuf,
     /// The database the server runs on: SQLite in `dir`, or a fresh PostgreSQL schema.

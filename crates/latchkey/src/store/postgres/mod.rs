@@ -98,12 +98,12 @@ fn bind_approval<'q>(
     a: &'q ApprovalRow,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     q.bind(&a.id)
-        .bind(&a.flow)
+        .bind(a.flow.as_str())
         .bind(&a.device_code_hash)
         .bind(&a.user_code_hmac)
         .bind(&a.client_id)
         .bind(&a.scope)
-        .bind(&a.status)
+        .bind(a.status.as_str())
         .bind(a.created_at)
         .bind(a.expires_at)
         .bind(&a.requester_ip)

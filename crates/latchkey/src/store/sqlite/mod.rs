@@ -108,6 +108,25 @@ fn insert_session_rows(c: &Connection, d: &DeviceRow, s: &SessionRow, refresh: O
     Ok(())
 }
 
+/// Flows and statuses are stored as their names.
+macro_rules! text_column {
+    ($T:ty) => {
+        impl rusqlite::ToSql for $T {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+        impl rusqlite::types::FromSql for $T {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                <$T>::parse(v.as_str()?)
+                    .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown {} {v:?}", stringify!($T)).into()))
+            }
+        }
+    };
+}
+text_column!(crate::domain::approval::Flow);
+text_column!(crate::domain::approval::Status);
+
 fn insert_audit(c: &Connection, e: &AuditRow) -> StoreResult<()> {
     c.prepare_cached("INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")?
         .execute(params![e.at, e.kind, e.user_id, e.device_id, e.ip, e.user_agent, e.detail])?;
