@@ -1,25 +1,23 @@
-//! The events interface: one event per state change that someone may be waiting on (a socket,
-//! a poller). In-process broadcast for one instance on SQLite; PostgreSQL LISTEN/NOTIFY across
-//! instances, behind the same trait.
+//! The events interface: one event per state change that someone is waiting on. In-process for
+//! one instance on SQLite; PostgreSQL LISTEN/NOTIFY across instances, behind the same trait.
+//!
+//! Who waits for what: a QR login's browser socket watches its approval (woken by
+//! `ApprovalChanged`) and, once a phone has scanned it, that phone's device (woken by
+//! `DeviceRevoked`, which ended the approval in the store first). Pollers (device grant,
+//! pairing) wait for nothing: each poll reads the row. `Resync` wakes every watcher.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "e", rename_all = "snake_case")]
 pub enum Event {
-    SessionRevoked {
-        user_id: String,
-        session_id: String,
-    },
+    /// A device was revoked; what it approved or held is ended in the store.
     DeviceRevoked {
         user_id: String,
         device_id: String,
-    },
-    AllSessionsRevoked {
-        user_id: String,
     },
     /// A cross-device approval changed state (redeemed, approved, denied, collected).
     ApprovalChanged {
@@ -32,38 +30,37 @@ pub enum Event {
 
 pub trait EventBus: Send + Sync + 'static {
     fn publish(&self, event: Event);
-    /// Every event.
-    fn subscribe(&self) -> broadcast::Receiver<Event>;
     /// Only the changes of one approval (and `Resync`): what a waiting browser needs. Tens of
-    /// thousands may wait at once, and an event must not wake them all.
+    /// thousands may wait at once, and an event must not wake them all. `Watch::device` adds a
+    /// device whose revocation wakes it too.
     fn watch_approval(&self, approval_id: &str) -> Watch;
 }
 
-/// Delivers events to this process's subscribers: to everyone through the broadcast, and to
-/// the watchers of the approval it names.
+/// Delivers events to this process's watchers: those of the approval or device it names.
+#[derive(Default)]
 struct Hub {
-    tx: broadcast::Sender<Event>,
     watchers: Arc<Watchers>,
 }
 
 impl Hub {
-    fn new(capacity: usize) -> Self {
-        Self { tx: broadcast::channel(capacity).0, watchers: Arc::default() }
-    }
-
     fn deliver(&self, event: Event) {
         match &event {
-            Event::ApprovalChanged { approval_id } => self.watchers.wake(approval_id),
+            Event::ApprovalChanged { approval_id } => self.watchers.wake(&Key::Approval(approval_id.clone())),
+            Event::DeviceRevoked { device_id, .. } => self.watchers.wake(&Key::Device(device_id.clone())),
             Event::Resync => self.watchers.wake_all(),
-            _ => {}
         }
-        // No subscriber is not an error: nobody was waiting.
-        let _ = self.tx.send(event);
     }
 }
 
-/// Approval id → (registration token, its wake-up) of each watcher.
-type WatchMap = HashMap<String, Vec<(u64, Arc<Notify>)>>;
+/// What a watcher waits on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Approval(String),
+    Device(String),
+}
+
+/// Approval or device → (registration token, its wake-up) of each watcher.
+type WatchMap = HashMap<Key, Vec<(u64, Arc<Notify>)>>;
 
 /// Who waits for which approval. A `Notify` keeps one wake-up for a watcher that is not
 /// waiting at that moment, so nothing is lost between looking at the store and waiting again.
@@ -76,16 +73,17 @@ struct Watchers {
 impl Watchers {
     fn watch(self: &Arc<Self>, id: &str) -> Watch {
         let (token, notify) = (self.next.fetch_add(1, Ordering::Relaxed), Arc::new(Notify::new()));
-        self.lock().entry(id.to_owned()).or_default().push((token, notify.clone()));
-        Watch { notify, id: id.to_owned(), token, watchers: self.clone() }
+        let key = Key::Approval(id.to_owned());
+        self.lock().entry(key.clone()).or_default().push((token, notify.clone()));
+        Watch { notify, keys: Mutex::new(vec![key]), token, watchers: self.clone() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WatchMap> {
         self.by_id.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn wake(&self, id: &str) {
-        for (_, n) in self.lock().get(id).into_iter().flatten() {
+    fn wake(&self, key: &Key) {
+        for (_, n) in self.lock().get(key).into_iter().flatten() {
             n.notify_one();
         }
     }
@@ -100,7 +98,7 @@ impl Watchers {
 /// A registration for the changes of one approval; it ends when dropped.
 pub struct Watch {
     notify: Arc<Notify>,
-    id: String,
+    keys: Mutex<Vec<Key>>,
     token: u64,
     watchers: Arc<Watchers>,
 }
@@ -110,15 +108,27 @@ impl Watch {
     pub async fn changed(&self) {
         self.notify.notified().await;
     }
+
+    /// Wakes this watch too when `device_id` is revoked (the phone that scanned a QR login).
+    pub fn device(&self, device_id: &str) {
+        let key = Key::Device(device_id.to_owned());
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if !keys.contains(&key) {
+            self.watchers.lock().entry(key.clone()).or_default().push((self.token, self.notify.clone()));
+            keys.push(key);
+        }
+    }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         let mut map = self.watchers.lock();
-        if let Some(list) = map.get_mut(&self.id) {
-            list.retain(|(t, _)| *t != self.token);
-            if list.is_empty() {
-                map.remove(&self.id);
+        for key in self.keys.get_mut().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Some(list) = map.get_mut(key) {
+                list.retain(|(t, _)| *t != self.token);
+                if list.is_empty() {
+                    map.remove(key);
+                }
             }
         }
     }
@@ -130,17 +140,13 @@ pub struct LocalEvents {
 
 impl Default for LocalEvents {
     fn default() -> Self {
-        Self { hub: Hub::new(1024) }
+        Self { hub: Hub::default() }
     }
 }
 
 impl EventBus for LocalEvents {
     fn publish(&self, event: Event) {
         self.hub.deliver(event);
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.hub.tx.subscribe()
     }
 
     fn watch_approval(&self, approval_id: &str) -> Watch {
@@ -168,7 +174,7 @@ impl PgEvents {
         let place: String = sqlx::query_scalar("SELECT current_database() || '/' || current_schema()").fetch_one(&pool).await?;
         let digest = sha2::Sha256::digest(place.as_bytes());
         let channel = format!("latchkey_{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
-        let me = std::sync::Arc::new(Self { hub: Hub::new(4096), pool, channel });
+        let me = std::sync::Arc::new(Self { hub: Hub::default(), pool, channel });
         let listener = me.clone();
         tokio::spawn(async move { listener.listen_forever().await });
         Ok(me)
@@ -220,10 +226,6 @@ impl EventBus for PgEvents {
         });
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.hub.tx.subscribe()
-    }
-
     fn watch_approval(&self, approval_id: &str) -> Watch {
         self.hub.watchers.watch(approval_id)
     }
@@ -250,6 +252,21 @@ mod tests {
         assert!(woken(&a).await && woken(&b).await, "a resync wakes everyone");
         drop(a);
         bus.publish(Event::ApprovalChanged { approval_id: "a".into() });
-        assert!(bus.hub.watchers.lock().get("a").is_none(), "a dropped watch is forgotten");
+        assert!(bus.hub.watchers.lock().get(&Key::Approval("a".into())).is_none(), "a dropped watch is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_device_revocation_wakes_the_watches_of_that_device_only() {
+        let bus = LocalEvents::default();
+        let (a, b) = (bus.watch_approval("a"), bus.watch_approval("b"));
+        a.device("phone");
+        a.device("phone");
+        b.device("other");
+        bus.publish(Event::DeviceRevoked { user_id: "u".into(), device_id: "phone".into() });
+        assert!(woken(&a).await, "the scanning phone's revocation wakes its QR login");
+        assert!(!woken(&a).await, "registered twice, woken once");
+        assert!(!woken(&b).await);
+        drop(a);
+        assert!(bus.hub.watchers.lock().get(&Key::Device("phone".into())).is_none(), "every key of a dropped watch is forgotten");
     }
 }

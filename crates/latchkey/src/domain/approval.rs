@@ -4,7 +4,9 @@
 //! ```text
 //!            approve            collect
 //! pending ──────────▶ approved ─────────▶ collected
-//!    │  deny / abuse
+//!    │                   │
+//!    │ deny, abuse,      │ approver revoked
+//!    │ approver revoked  ▼
 //!    ├──────────────▶ denied
 //!    │  time passes expires_at (pending or approved)
 //!    └──────────────▶ expired
@@ -139,6 +141,8 @@ pub enum Transition {
     Deny,
     /// The requester collects its session (by poll or by handoff).
     Collect,
+    /// The device that approved the request, or holds it, is revoked: what it let in is void.
+    Revoke,
 }
 
 /// Why a transition did not happen: the request is not in a state it applies to.
@@ -147,13 +151,15 @@ pub enum Transition {
 pub struct Refused(pub State);
 
 /// The one rule of the machine: the status after `t`, or why `t` cannot happen now. Approving
-/// and denying need a live pending request; collecting needs a live approved one. Nothing leaves
-/// a terminal state, and no transition moves `expires_at`.
+/// and denying need a live pending request; collecting needs a live approved one; revoking the
+/// approver denies a live request that is not collected yet. Nothing leaves a terminal state,
+/// and no transition moves `expires_at`.
 pub fn transition(status: Status, expires_at: i64, now: i64, t: Transition) -> Result<Status, Refused> {
     match (state(status, expires_at, now), t) {
         (State::Pending, Transition::Approve) => Ok(Status::Approved),
         (State::Pending, Transition::Deny) => Ok(Status::Denied),
         (State::Approved, Transition::Collect) => Ok(Status::Collected),
+        (State::Pending | State::Approved, Transition::Revoke) => Ok(Status::Denied),
         (s, _) => Err(Refused(s)),
     }
 }
@@ -186,6 +192,8 @@ mod tests {
         assert_eq!(transition(Status::Approved, exp, now, Transition::Deny), Err(Refused(State::Approved)));
         assert_eq!(transition(Status::Approved, exp, exp, Transition::Collect), Err(Refused(State::Expired)));
         assert_eq!(transition(Status::Pending, exp, exp + 1, Transition::Approve), Err(Refused(State::Expired)));
+        assert_eq!(transition(Status::Approved, exp, now, Transition::Revoke), Ok(Status::Denied));
+        assert_eq!(transition(Status::Collected, exp, now, Transition::Revoke), Err(Refused(State::Collected)));
     }
 
     fn any_status() -> impl Strategy<Value = Status> {
@@ -193,7 +201,7 @@ mod tests {
     }
 
     fn any_transition() -> impl Strategy<Value = Transition> {
-        prop::sample::select(vec![Transition::Approve, Transition::Deny, Transition::Collect])
+        prop::sample::select(vec![Transition::Approve, Transition::Deny, Transition::Collect, Transition::Revoke])
     }
 
     proptest! {

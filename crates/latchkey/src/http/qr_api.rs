@@ -162,7 +162,7 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
         None => read_secret(&mut socket).await,
     };
     // Watch before reading the state, so no change between the two is missed.
-    let watch = s.app.events.watch_approval(&id);
+    let watch = qr::watch(&s.app, &id);
     let approval = match secret {
         Some(secret) => qr::own(&s.app, &id, &secret).await.ok(),
         None => None,
@@ -184,11 +184,7 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
     loop {
         if check_now {
             check_now = false;
-            let state = match s.app.store.approval(&id).await {
-                Ok(Some(a)) => qr::browser_state(&s.app, &a).await.ok(),
-                _ => None,
-            };
-            let Some(state) = state else {
+            let Ok(state) = qr::current(&s.app, &id, &watch).await else {
                 let _ = socket.send(close(1011, "server error")).await;
                 return;
             };

@@ -1,27 +1,74 @@
-//! The one cross-device approval state machine, shared by the device grant and pairing (and,
-//! later, QR login): a requester asks; the server records what it observed of it; a signed-in
-//! device approves or denies after seeing those facts; the requester collects its session
-//! exactly once. Every transition is one conditional write in the store, one event, one audit
-//! entry.
+//! The one cross-device approval machine behind the device grant, pairing and QR login
+//! (DESIGN.md, "the one idea in the middle"; the rules are `domain::approval`). A requester asks
+//! (`open`); the server records what it observed of it; a signed-in device approves or denies
+//! after seeing those facts (`decide`); the requester collects its own session exactly once
+//! (`collect`, by poll or by handoff). Every step is one conditional write in the store, one
+//! event for whoever waits, and one audit entry, the same for every flow. The flow files keep
+//! only what differs: how the requester shows or types its code, and how it waits.
 
-use super::sessions::{self, AuthorizedBy, NewSession, TokenResponse};
-use super::{clients, limits};
+use super::audit::{Audit, AuditKind};
+use super::clients;
+use super::limits;
+use super::sessions::{self, AuthorizedBy, Caller, NewSession, Opened};
 use crate::clock::rfc3339;
+use crate::domain::approval::{self, Flow};
 use crate::domain::device::DeviceFacts;
-use crate::domain::secret;
-use crate::domain::user_agent;
+use crate::domain::{secret, user_agent};
 use crate::events::Event;
 use crate::service::{App, AppError, AppResult, ClientMeta};
-use crate::store::ApprovalRow;
-use std::sync::atomic::{AtomicI64, Ordering};
+use crate::store::{ApprovalRow, CollectBy, Collected, Created, Decision, Redeemed, StoreError};
+
+pub use crate::domain::approval::State;
 
 pub const DEVICE_CODE_PREFIX: &str = "lk_dc_";
 
-pub use crate::domain::approval::State;
-use crate::domain::approval::{self, Flow};
-
 pub fn state(a: &ApprovalRow, now: i64) -> State {
     approval::state(a.status, a.expires_at, now)
+}
+
+/// How each flow names its steps in the audit trail.
+struct Kinds {
+    opened: AuditKind,
+    approved: AuditKind,
+    denied: AuditKind,
+    collected: AuditKind,
+    /// What the new device's owner reads in the collection's entry.
+    message: &'static str,
+    authorized_by: AuthorizedBy,
+    amr: &'static [&'static str],
+}
+
+fn kinds(flow: Flow) -> Kinds {
+    match flow {
+        Flow::DeviceCode => Kinds {
+            opened: AuditKind::DeviceCodeIssued,
+            approved: AuditKind::DeviceCodeApproved,
+            denied: AuditKind::DeviceCodeDenied,
+            collected: AuditKind::DeviceCodeCollected,
+            message: "new device by device code",
+            authorized_by: AuthorizedBy::DeviceCode,
+            amr: &["device_code"],
+        },
+        Flow::Pairing => Kinds {
+            opened: AuditKind::PairingCodeRedeemed,
+            approved: AuditKind::PairingApproved,
+            denied: AuditKind::PairingDenied,
+            collected: AuditKind::PairingCollected,
+            message: "new device by pairing code",
+            authorized_by: AuthorizedBy::Pairing,
+            amr: &["pairing"],
+        },
+        Flow::Qr => Kinds {
+            opened: AuditKind::QrCreated,
+            approved: AuditKind::QrApproved,
+            denied: AuditKind::QrDenied,
+            collected: AuditKind::QrSignIn,
+            message: "new sign-in by QR",
+            authorized_by: AuthorizedBy::Qr,
+            // The phone that approved is itself signed in, with its own factors.
+            amr: &["qr", "mfa"],
+        },
+    }
 }
 
 /// What the server itself observed of the requester, for the approver to judge by.
@@ -68,102 +115,227 @@ pub fn new_device_code(id: &str) -> (String, Vec<u8>) {
     (code, hash)
 }
 
-/// The estimate behind the server-wide cap on live pending requests (`device.pending_total`).
-#[derive(Default)]
-pub struct PendingGauge {
-    /// The clock's second of the latest count, and that count plus what was admitted since.
-    estimate: tokio::sync::Mutex<Option<(i64, i64)>>,
-    /// Requests admitted whose insert has not returned yet: a count does not see them.
-    in_flight: AtomicI64,
+/// What every flow records of a new request the same way: the requester as the server saw it.
+pub struct Request<'a> {
+    pub flow: Flow,
+    pub id: String,
+    /// The hash of the requester's own secret (its device_code, or the browser's secret).
+    pub secret_hash: Vec<u8>,
+    pub client_id: &'a str,
+    pub scope: String,
+    pub ttl_secs: u64,
+    /// How often the requester may look (polls; 1 for a socket).
+    pub poll_interval: u64,
+    pub kind: user_agent::DeviceKind,
+    /// What the requester calls itself, if it said.
+    pub claimed_name: Option<String>,
 }
 
-/// A request admitted under the server-wide cap; hold it until its insert has returned.
-pub struct Admitted<'a>(Option<&'a AtomicI64>);
-
-impl Drop for Admitted<'_> {
-    fn drop(&mut self) {
-        if let Some(in_flight) = self.0 {
-            in_flight.fetch_sub(1, Ordering::SeqCst);
+impl Request<'_> {
+    /// The pending row; a flow adds what only it has (a user code, a match number).
+    pub fn row(self, meta: &ClientMeta, now: i64) -> ApprovalRow {
+        ApprovalRow {
+            id: self.id,
+            flow: self.flow,
+            device_code_hash: self.secret_hash,
+            client_id: self.client_id.to_owned(),
+            scope: self.scope,
+            status: approval::Status::Pending,
+            created_at: now,
+            expires_at: now + self.ttl_secs as i64,
+            requester_ip: meta.ip.clone(),
+            requester_ua: meta.user_agent.clone(),
+            requester_name: self.claimed_name,
+            requester_kind: Some(self.kind.as_str().into()),
+            poll_interval: self.poll_interval as i64,
+            ..Default::default()
         }
     }
 }
 
-/// Admits one more pending request under the server-wide cap, or refuses it (429). The live
-/// requests are counted at most once per second of the clock, on a read connection: counting
-/// 100,000 of them takes about 7 ms, and done inside every insert, on the single SQLite writer,
-/// a flood at the cap stalled every other write. Between counts each admitted request counts
-/// as one more, and a count adds the admitted ones not yet inserted, so the estimate errs only
-/// high and one process never passes the cap. Instances sharing PostgreSQL may pass it
-/// together by what the others admitted within that second.
-pub async fn admit_pending(app: &App, now: i64) -> AppResult<Admitted<'_>> {
-    let cap = app.settings.device.pending_total;
-    if cap == 0 {
-        return Ok(Admitted(None));
-    }
-    let gauge = &app.pending;
-    let mut estimate = gauge.estimate.lock().await;
-    let live = match *estimate {
-        Some((counted_at, live)) if counted_at == now => live,
-        _ => {
-            let in_flight = gauge.in_flight.load(Ordering::SeqCst);
-            app.store.count_live_pending(now).await? + in_flight
-        }
+/// Where a new request comes from.
+pub enum Opening<'a> {
+    /// The requester asks on its own (device authorization, QR login).
+    Fresh,
+    /// The requester typed a pairing code: consuming it opens the request, bound to the code's
+    /// user and issuing device, in one write.
+    PairingCode(&'a [u8]),
+}
+
+/// What opening came to, short of an error.
+pub enum Outcome {
+    Yes(ApprovalRow),
+    /// The id or user code is taken by a live request: draw again.
+    Collision,
+    /// No live pairing code matched.
+    NoSuchCode,
+}
+
+/// Opens a pending request, under the server-wide cap and the per-IP cap, with its audit entry
+/// in the same write. Every flow comes through here.
+pub async fn open(app: &App, row: ApprovalRow, via: Opening<'_>, meta: &ClientMeta) -> AppResult<Outcome> {
+    let now = row.created_at;
+    let cap = app.settings.device.pending_per_ip;
+    let _admitted = limits::admit_pending(app, now).await?;
+    let audit = Audit::new(kinds(row.flow).opened)
+        .meta(meta)
+        .detail(serde_json::json!({
+            "request": row.id, "flow": row.flow.as_str(), "client_id": row.client_id, "claimed_name": row.requester_name,
+        }))
+        .row(app);
+    let opened = match via {
+        Opening::Fresh => match app.store.create_approval(&row, cap, now, Some(&audit)).await {
+            Ok(Created::Yes) => Outcome::Yes(row),
+            Ok(Created::CapReached) => return Err(limits::pending_cap_reached()),
+            Err(StoreError::Conflict) => Outcome::Collision,
+            Err(e) => return Err(e.into()),
+        },
+        Opening::PairingCode(code_hmac) => match app.store.redeem_pairing_code(code_hmac, &row, cap, now, &audit).await? {
+            Redeemed::Opened(a) => Outcome::Yes(a),
+            Redeemed::CapReached => return Err(limits::pending_cap_reached()),
+            Redeemed::NoSuchCode => Outcome::NoSuchCode,
+        },
     };
-    if live >= cap {
-        *estimate = Some((now, live));
-        metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
-        return Err(AppError::RateLimited { retry_after: 60 });
-    }
-    *estimate = Some((now, live + 1));
-    gauge.in_flight.fetch_add(1, Ordering::SeqCst);
-    Ok(Admitted(Some(&gauge.in_flight)))
-}
-
-/// Counts a wrong code against the account (if any), the IP and the whole server.
-pub async fn count_code_failure(app: &App, user_id: Option<&str>, meta: &ClientMeta) -> AppResult<()> {
-    let now = app.now();
-    if let Some(u) = user_id {
-        app.store.hit_rate_limit(&format!("codefail:user:{u}"), 900, now).await?;
-    }
-    app.store.hit_rate_limit(&format!("codefail:ip:{}", meta.ip), 900, now).await?;
-    app.store.hit_rate_limit("codefail:global", 60, now).await?;
-    metrics::counter!("latchkey_code_failures_total").increment(1);
-    Ok(())
-}
-
-/// Refuses a code attempt up front when the account, the IP or the server has had too many
-/// wrong codes lately: guesses stop before they can be tried.
-pub async fn check_code_failures(app: &App, user_id: Option<&str>, meta: &ClientMeta) -> AppResult<()> {
-    let d = &app.settings.device;
-    let now = app.now();
-    let mut checks = vec![
-        (format!("codefail:ip:{}", meta.ip), 900, d.code_failures_per_ip),
-        ("codefail:global".to_owned(), 60, d.code_failures_global_per_minute),
-    ];
-    if let Some(u) = user_id {
-        checks.push((format!("codefail:user:{u}"), 900, d.code_failures_per_account));
-    }
-    for (key, window, limit) in checks {
-        let c = app.store.peek_rate_limit(&key, window, now).await?;
-        if crate::domain::policy::sliding_estimate(c.current, c.previous, now, window) >= limit as f64 {
-            metrics::counter!("latchkey_rate_limited_total", "limit" => "code_failures").increment(1);
-            limits::audit_refusal(app, &key, window, user_id, meta).await?;
-            return Err(AppError::RateLimited {
-                retry_after: crate::domain::policy::sliding_retry_after(c.current, c.previous, now, window, limit - 1),
-            });
+    if let Outcome::Yes(a) = &opened {
+        metrics::counter!("latchkey_approvals_opened_total", "flow" => a.flow.as_str()).increment(1);
+        // A pairing request is bound at once to the code's device, which is waiting to see it.
+        if a.flow == Flow::Pairing {
+            app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
         }
     }
+    Ok(opened)
+}
+
+/// Approves or denies a live pending request as the caller: one conditional write (whoever
+/// races for it, it is decided once), then its event and audit entry. `None`: there was no
+/// such live pending request for this caller to decide. `reason` goes into the audit entry.
+pub async fn decide(
+    app: &App,
+    caller: &Caller,
+    decision: Decision<'_>,
+    reason: &str,
+    meta: &ClientMeta,
+) -> AppResult<Option<ApprovalRow>> {
+    let Some(a) = app.store.decide_approval(&decision, app.now()).await? else { return Ok(None) };
+    app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
+    let k = kinds(a.flow);
+    Audit::new(if decision.approve { k.approved } else { k.denied })
+        .user(&caller.user_id)
+        .device(&caller.device_id)
+        .meta(meta)
+        .detail(serde_json::json!({
+            "request": a.id, "flow": a.flow.as_str(), "client_id": a.client_id, "requester_ip": a.requester_ip, "reason": reason,
+        }))
+        .record(app)
+        .await?;
+    Ok(Some(a))
+}
+
+/// The server denies a pending request itself (a requester abusing the poll interval).
+pub async fn deny_for_abuse(app: &App, a: &ApprovalRow, reason: &str, meta: &ClientMeta) -> AppResult<()> {
+    app.store.deny_for_abuse(&a.id, app.now()).await?;
+    app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
+    Audit::new(kinds(a.flow).denied)
+        .meta(meta)
+        .detail(serde_json::json!({ "request": a.id, "flow": a.flow.as_str(), "reason": reason, "slow_downs": a.slow_downs }))
+        .record(app)
+        .await?;
     Ok(())
 }
 
-/// The token endpoint's device-code grant: one poll by the requester.
+/// The requester's new device, as it is collected.
+pub struct Collector<'a> {
+    pub how: CollectBy<'a>,
+    pub device: DeviceFacts,
+    pub client_id: &'a str,
+    /// A browser session (cookie) rather than an API session (refresh token).
+    pub web: bool,
+}
+
+/// The new device's facts from what the server saw when the request was opened (a poll comes
+/// from the same device, with the same User-Agent): its kind, and the name it gave.
+pub fn requester_device(a: &ApprovalRow) -> AppResult<DeviceFacts> {
+    let mut device = DeviceFacts::from_input(None, &a.requester_ua)?;
+    if let Some(name) = &a.requester_name {
+        device.name = name.clone();
+    }
+    if let Some(kind) = a.requester_kind.as_deref().and_then(user_agent::DeviceKind::parse) {
+        device.kind = kind;
+    }
+    Ok(device)
+}
+
+/// Collects an approved request: the new device's session is created with the one conditional
+/// write that marks the request collected, so it happens at most once. A replayed handoff
+/// (right secret and code, already used) ends the session the first use minted.
+pub async fn collect(app: &App, a: &ApprovalRow, c: Collector<'_>, meta: &ClientMeta) -> AppResult<Opened> {
+    let invalid = || AppError::InvalidGrant("the code is invalid, expired or already used".into());
+    let (Some(user_id), Some(approver)) = (&a.user_id, &a.approver_device_id) else { return Err(invalid()) };
+    let k = kinds(a.flow);
+    let built = sessions::build(
+        app,
+        NewSession {
+            user_id,
+            client_id: c.client_id,
+            scope: a.scope.clone(),
+            amr: k.amr.to_vec(),
+            device: c.device,
+            authorized_by: k.authorized_by,
+            approved_by_device: Some(approver.clone()),
+            web: c.web,
+            existing_device: None,
+        },
+        meta,
+    );
+    let now = app.now();
+    let refresh = built.refresh.as_ref().map(|(_, r)| r);
+    match app.store.collect_approval(&c.how, &built.device, &built.session, refresh, now).await? {
+        Collected::Yes => {}
+        Collected::Replayed { session_id } => {
+            // Someone else holds the code and the secret: end the session it minted.
+            app.store.revoke_session(&session_id, "handoff_replayed", now).await?;
+            Audit::new(AuditKind::HandoffReplayed)
+                .user(user_id)
+                .meta(meta)
+                .detail(serde_json::json!({ "request": a.id, "flow": a.flow.as_str(), "session_id": session_id }))
+                .record(app)
+                .await?;
+            return Err(invalid());
+        }
+        Collected::No => return Err(invalid()),
+    }
+    app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
+    let opened = sessions::finish(app, built, meta).await?;
+    Audit::new(k.collected)
+        .user(user_id)
+        .device(&opened.device.id)
+        .meta(meta)
+        .detail(serde_json::json!({
+            "request": a.id, "flow": a.flow.as_str(), "message": k.message, "approved_by_device": approver, "client_id": c.client_id,
+        }))
+        .record(app)
+        .await?;
+    Ok(opened)
+}
+
+/// Ends every request that a revoked device approved or holds (scanned, or bound to its pairing
+/// code) and its live pairing codes: nothing it let in can still be collected. Wakes whoever
+/// waits on those requests, on every instance.
+pub async fn end_for_device(app: &App, user_id: &str, device_id: &str) -> AppResult<()> {
+    app.store.end_approvals_of_device(user_id, device_id, app.now()).await?;
+    app.events.publish(Event::DeviceRevoked { user_id: user_id.to_owned(), device_id: device_id.to_owned() });
+    Ok(())
+}
+
+/// The token endpoint's device-code grant, for the device grant and pairing alike: one poll by
+/// the requester, which collects its session once the request is approved.
 pub async fn poll(
     app: &App,
     device_code: &str,
     client_id: &str,
     client_secret: Option<&str>,
     meta: &ClientMeta,
-) -> AppResult<TokenResponse> {
+) -> AppResult<sessions::TokenResponse> {
     let client = clients::authenticate(app, client_id, client_secret).await?;
     limits::check(app, &format!("token:ip:{}", meta.ip), app.settings.limits.token_per_ip_per_minute, 60, meta).await?;
     let invalid = || AppError::InvalidGrant("the device code is invalid, expired or already used".into());
@@ -178,13 +350,7 @@ pub async fn poll(
     }
     if a.poll_early != 0 {
         if a.slow_downs > app.settings.device.max_slow_downs {
-            app.store.deny_for_abuse(&a.id, now).await?;
-            app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
-            super::audit::Audit::new(super::audit::AuditKind::DeviceCodeDenied)
-                .meta(meta)
-                .detail(serde_json::json!({ "request": a.id, "reason": "polling too fast", "slow_downs": a.slow_downs }))
-                .record(app)
-                .await?;
+            deny_for_abuse(app, &a, "polling too fast", meta).await?;
             return Err(AppError::DeviceGrant("access_denied"));
         }
         return Err(AppError::DeviceGrant("slow_down"));
@@ -192,44 +358,10 @@ pub async fn poll(
     if state(&a, now) == State::Pending {
         return Err(AppError::DeviceGrant("authorization_pending"));
     }
-    collect(app, &a, meta).await
-}
-
-async fn collect(app: &App, a: &ApprovalRow, meta: &ClientMeta) -> AppResult<TokenResponse> {
-    let (Some(user_id), Some(approver)) = (&a.user_id, &a.approver_device_id) else {
-        return Err(anyhow::anyhow!("approved request {} without user or approver", a.id).into());
-    };
-    let mut device = DeviceFacts::from_input(None, &a.requester_ua)?;
-    if let Some(name) = &a.requester_name {
-        device.name = name.clone();
-    }
-    if let Some(kind) = a.requester_kind.as_deref().and_then(user_agent::DeviceKind::parse) {
-        device.kind = kind;
-    }
-    let (authorized_by, amr) = match a.flow {
-        Flow::Pairing => (AuthorizedBy::Pairing, "pairing"),
-        Flow::DeviceCode | Flow::Qr => (AuthorizedBy::DeviceCode, "device_code"),
-    };
-    let built = sessions::build(
-        app,
-        NewSession {
-            user_id,
-            client_id: &a.client_id,
-            scope: a.scope.clone(),
-            amr: vec![amr],
-            device,
-            authorized_by,
-            approved_by_device: Some(approver.clone()),
-            web: false,
-            existing_device: None,
-        },
-        meta,
-    );
-    let refresh = built.refresh.as_ref().map(|(_, r)| r).ok_or_else(|| anyhow::anyhow!("API session without refresh token"))?;
-    if !app.store.collect_approval(&a.id, &built.device, &built.session, refresh, app.now()).await? {
-        return Err(AppError::InvalidGrant("the device code is invalid, expired or already used".into()));
-    }
-    app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
-    let opened = sessions::finish(app, built, meta).await?;
+    let collector = Collector { how: CollectBy::Id(&a.id), device: requester_device(&a)?, client_id: &a.client_id, web: false };
+    let opened = collect(app, &a, collector, meta).await.map_err(|e| match e {
+        AppError::InvalidGrant(_) => invalid(),
+        other => other,
+    })?;
     opened.tokens.ok_or_else(|| anyhow::anyhow!("API session without tokens").into())
 }

@@ -29,8 +29,8 @@ pub struct App {
     /// Whether cookies carry `Secure` (and so may use the `__Host-` prefix).
     pub secure_cookies: bool,
     pub clients: crate::service::clients::ClientCache,
-    /// The server-wide cap on pending requests (see `service::approvals::admit_pending`).
-    pub pending: crate::service::approvals::PendingGauge,
+    /// The server-wide cap on pending requests (see `service::limits::admit_pending`).
+    pub pending: crate::service::limits::PendingGauge,
 }
 
 impl App {

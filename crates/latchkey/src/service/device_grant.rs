@@ -1,15 +1,15 @@
 //! RFC 8628: the new device asks and shows a user code; a signed-in user approves it.
 
-use super::approvals::{self, RequesterFacts};
+use super::approvals::{self, Opening, Outcome, Request, RequesterFacts};
 use super::audit::{Audit, AuditKind};
 use super::sessions::Caller;
 use super::{clients, limits};
 use crate::domain::Scope;
 use crate::domain::codes::{self, USER_CODE_LEN};
 use crate::domain::device::DeviceFacts;
-use crate::events::Event;
+use crate::domain::approval::Flow;
 use crate::service::{App, AppError, AppResult, ClientMeta};
-use crate::store::{ApprovalRow, Created, DecideBy, Decision};
+use crate::store::{ApprovalRow, DecideBy, Decision};
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeviceAuthorization {
@@ -45,49 +45,27 @@ pub async fn authorize(
     limits::check(app, &format!("devauth:client:{}", client.id), d.create_per_client_per_minute, 60, meta).await?;
     let now = app.now();
     let kind = DeviceFacts::from_input(None, &meta.user_agent)?.kind;
-    let _admitted = approvals::admit_pending(app, now).await?;
     // A collision with a live code is astronomically rare; draw again rather than fail.
     for _ in 0..5 {
         let user_code = codes::generate(USER_CODE_LEN);
         // Time-ordered, so new requests append to the primary key's index.
         let id = uuid::Uuid::now_v7().to_string();
-        let (device_code, device_code_hash) = approvals::new_device_code(&id);
-        let row = ApprovalRow {
+        let (device_code, secret_hash) = approvals::new_device_code(&id);
+        let request = Request {
+            flow: Flow::DeviceCode,
             id,
-            flow: crate::domain::approval::Flow::DeviceCode,
-            device_code_hash,
-            user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)),
-            client_id: client.id.clone(),
+            secret_hash,
+            client_id: &client.id,
             scope: scope.to_string(),
-            status: crate::domain::approval::Status::Pending,
-            created_at: now,
-            expires_at: now + d.code_ttl_secs as i64,
-            requester_ip: meta.ip.clone(),
-            requester_ua: meta.user_agent.clone(),
-            requester_name: None,
-            requester_kind: Some(kind.as_str().into()),
-            user_id: None,
-            approver_device_id: None,
-            decided_at: None,
-            poll_interval: d.interval_secs as i64,
-            last_poll_at: None,
-            slow_downs: 0,
-            poll_early: 0,
-            session_id: None,
-            ..Default::default()
+            ttl_secs: d.code_ttl_secs,
+            poll_interval: d.interval_secs,
+            kind,
+            claimed_name: None,
         };
-        let issued = Audit::new(AuditKind::DeviceCodeIssued)
-            .meta(meta)
-            .detail(serde_json::json!({ "client_id": client.id, "request": row.id }))
-            .row(app);
-        match app.store.create_approval(&row, d.pending_per_ip, now, Some(&issued)).await {
-            Ok(Created::Yes) => {}
-            Ok(Created::CapReached) => {
-                metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
-                return Err(AppError::RateLimited { retry_after: 60 });
-            }
-            Err(crate::store::StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
+        let row = ApprovalRow { user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)), ..request.row(meta, now) };
+        match approvals::open(app, row, Opening::Fresh, meta).await? {
+            Outcome::Yes(_) => {}
+            Outcome::Collision | Outcome::NoSuchCode => continue,
         }
         metrics::counter!("latchkey_device_authorizations_total").increment(1);
         let shown = codes::display(&user_code);
@@ -106,7 +84,7 @@ pub async fn authorize(
 /// Finds the pending request behind a typed user code, for the approver to look at. Wrong,
 /// expired and used codes all get the same answer, and count against the approver.
 pub async fn lookup(app: &App, caller: &Caller, raw_code: &str, meta: &ClientMeta) -> AppResult<(ApprovalRow, RequesterFacts)> {
-    approvals::check_code_failures(app, Some(&caller.user_id), meta).await?;
+    limits::check_code_failures(app, Some(&caller.user_id), meta).await?;
     let found = match codes::normalize(raw_code, USER_CODE_LEN) {
         Ok(code) => app.store.approval_by_user_code(&codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &code)).await?,
         Err(_) => None,
@@ -118,7 +96,7 @@ pub async fn lookup(app: &App, caller: &Caller, raw_code: &str, meta: &ClientMet
             Ok((a, facts))
         }
         _ => {
-            approvals::count_code_failure(app, Some(&caller.user_id), meta).await?;
+            limits::count_code_failure(app, Some(&caller.user_id), meta).await?;
             Audit::new(AuditKind::DeviceCodeWrong).user(&caller.user_id).device(&caller.device_id).meta(meta).record(app).await?;
             Err(generic_failure())
         }
@@ -146,15 +124,7 @@ pub async fn decide(
         requester_name: name.as_deref(),
         handoff: None,
     };
-    let decided = app.store.decide_approval(&decision, app.now()).await?.ok_or_else(generic_failure)?;
-    app.events.publish(Event::ApprovalChanged { approval_id: decided.id.clone() });
-    let kind = if approve { AuditKind::DeviceCodeApproved } else { AuditKind::DeviceCodeDenied };
-    Audit::new(kind)
-        .user(&caller.user_id)
-        .device(&caller.device_id)
-        .meta(meta)
-        .detail(serde_json::json!({ "request": decided.id, "client_id": decided.client_id, "requester_ip": decided.requester_ip }))
-        .record(app)
-        .await?;
+    let reason = if approve { "approved" } else { "denied" };
+    let decided = approvals::decide(app, caller, decision, reason, meta).await?.ok_or_else(generic_failure)?;
     approvals::facts(app, &decided).await
 }

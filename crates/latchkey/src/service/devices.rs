@@ -1,7 +1,6 @@
 use super::audit::{Audit, AuditKind};
 use super::sessions::Caller;
 use crate::clock::rfc3339;
-use crate::events::Event;
 use crate::service::{App, AppError, AppResult, ClientMeta};
 
 /// A device as its owner sees it.
@@ -48,7 +47,8 @@ pub async fn revoke(app: &App, caller: &Caller, device_id: &str, meta: &ClientMe
     if !app.store.revoke_device(&caller.user_id, device_id, app.now()).await? {
         return Err(AppError::NotFound);
     }
-    app.events.publish(Event::DeviceRevoked { user_id: caller.user_id.clone(), device_id: device_id.into() });
+    // What the device approved and has not been collected yet dies with it.
+    super::approvals::end_for_device(app, &caller.user_id, device_id).await?;
     Audit::new(AuditKind::DeviceRevoked)
         .user(&caller.user_id)
         .device(device_id)

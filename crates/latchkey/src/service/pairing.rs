@@ -1,16 +1,17 @@
 //! Pairing codes (seed 000): a signed-in device shows a one-time code; the new device types it;
 //! the issuing device sees who joined and allows or denies it. Built on the approval machine.
 
-use super::approvals::{self, RequesterFacts, State};
+use super::approvals::{self, Opening, Outcome, Request, RequesterFacts, State};
 use super::audit::{Audit, AuditKind};
 use super::clients::{self, CLI_CLIENT};
+use super::limits;
 use super::sessions::Caller;
 use crate::domain::Scope;
 use crate::domain::codes::{self, PAIRING_CODE_LEN};
 use crate::domain::device::{DeviceFacts, DeviceInput};
-use crate::events::Event;
+use crate::domain::approval::Flow;
 use crate::service::{App, AppError, AppResult, ClientMeta};
-use crate::store::{ApprovalRow, DecideBy, Decision, PairingCodeRow};
+use crate::store::{DecideBy, Decision, PairingCodeRow};
 
 pub const PAIRING_PURPOSE: &str = "pairing_code";
 
@@ -53,7 +54,7 @@ pub async fn create(app: &App, caller: &Caller, scope: Option<&str>, meta: &Clie
         return Err(AppError::InvalidScope("a pairing code can grant at most the scope of the device issuing it".into()));
     }
     // Each code is a row until it is swept: a device may not mint them without end.
-    super::limits::check(app, &format!("pairing:device:{}", caller.device_id), 20, 3600, meta).await?;
+    limits::check(app, &format!("pairing:device:{}", caller.device_id), 20, 3600, meta).await?;
     let now = app.now();
     let ttl = app.settings.device.pairing_ttl_secs;
     for _ in 0..5 {
@@ -95,56 +96,38 @@ pub async fn redeem(
     client_id: Option<&str>,
     meta: &ClientMeta,
 ) -> AppResult<Redeemed> {
-    approvals::check_code_failures(app, None, meta).await?;
+    limits::check_code_failures(app, None, meta).await?;
     let client_id = client_id.unwrap_or(CLI_CLIENT);
     let client = clients::authenticate(app, client_id, None).await?;
     let facts = DeviceFacts::from_input(device, &meta.user_agent)?;
-    let now = app.now();
     let d = &app.settings.device;
     let id = uuid::Uuid::now_v7().to_string();
-    let (device_code, device_code_hash) = approvals::new_device_code(&id);
-    let template = ApprovalRow {
+    let (device_code, secret_hash) = approvals::new_device_code(&id);
+    let request = Request {
+        flow: Flow::Pairing,
         id,
-        flow: crate::domain::approval::Flow::Pairing,
-        device_code_hash,
-        user_code_hmac: None,
-        client_id: client.id,
+        secret_hash,
+        client_id: &client.id,
+        // The code supplies the scope, the user and the approving device.
         scope: String::new(),
-        status: crate::domain::approval::Status::Pending,
-        created_at: now,
-        expires_at: now + d.pairing_ttl_secs as i64,
-        requester_ip: meta.ip.clone(),
-        requester_ua: meta.user_agent.clone(),
-        requester_name: device.and_then(|d| d.name.as_ref()).map(|_| facts.name.clone()),
-        requester_kind: Some(facts.kind.as_str().into()),
-        user_id: None,
-        approver_device_id: None,
-        decided_at: None,
-        poll_interval: d.interval_secs as i64,
-        last_poll_at: None,
-        slow_downs: 0,
-        poll_early: 0,
-        session_id: None,
-        ..Default::default()
+        ttl_secs: d.pairing_ttl_secs,
+        poll_interval: d.interval_secs,
+        kind: facts.kind,
+        claimed_name: device.and_then(|d| d.name.as_ref()).map(|_| facts.name.clone()),
     };
-    let redeemed = match codes::normalize(raw_code, PAIRING_CODE_LEN) {
-        Ok(code) => app.store.redeem_pairing_code(&codes::code_hmac(&app.code_key, PAIRING_PURPOSE, &code), &template, now).await?,
-        Err(_) => None,
+    let row = request.row(meta, app.now());
+    let opened = match codes::normalize(raw_code, PAIRING_CODE_LEN) {
+        Ok(code) => approvals::open(app, row, Opening::PairingCode(&codes::code_hmac(&app.code_key, PAIRING_PURPOSE, &code)), meta).await?,
+        Err(_) => Outcome::NoSuchCode,
     };
-    let Some(a) = redeemed else {
-        approvals::count_code_failure(app, None, meta).await?;
-        Audit::new(AuditKind::PairingCodeWrong).meta(meta).record(app).await?;
-        return Err(generic_failure());
-    };
-    app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
-    let mut audit = Audit::new(AuditKind::PairingCodeRedeemed)
-        .meta(meta)
-        .detail(serde_json::json!({ "request": a.id, "claimed_name": a.requester_name }));
-    if let Some(u) = &a.user_id {
-        audit = audit.user(u);
+    match opened {
+        Outcome::Yes(_) => Ok(Redeemed { device_code, interval: d.interval_secs, expires_in: d.pairing_ttl_secs }),
+        Outcome::Collision | Outcome::NoSuchCode => {
+            limits::count_code_failure(app, None, meta).await?;
+            Audit::new(AuditKind::PairingCodeWrong).meta(meta).record(app).await?;
+            Err(generic_failure())
+        }
     }
-    audit.record(app).await?;
-    Ok(Redeemed { device_code, interval: d.interval_secs, expires_in: d.pairing_ttl_secs })
 }
 
 async fn own_code(app: &App, caller: &Caller, id: &str) -> AppResult<PairingCodeRow> {
@@ -165,7 +148,7 @@ pub async fn status(app: &App, caller: &Caller, id: &str) -> AppResult<PairingSt
         Some(a) => {
             let facts = approvals::facts(app, &a).await?;
             (
-                serde_json::to_value(facts.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                facts.state.as_str().to_owned(),
                 Some(facts),
                 a.expires_at,
             )
@@ -188,23 +171,11 @@ pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, meta: &
         requester_name: None,
         handoff: None,
     };
-    let decided = app.store.decide_approval(&decision, app.now()).await?;
-    let Some(decided) = decided else {
+    let reason = if approve { "approved" } else { "denied" };
+    let Some(_) = approvals::decide(app, caller, decision, reason, meta).await? else {
         let current = app.store.approval(&approval_id).await?;
         let what = current.map(|a| approvals::state(&a, app.now())).unwrap_or(State::Expired);
-        return Err(AppError::Conflict(format!(
-            "this request can no longer be decided: it is {}",
-            serde_json::to_value(what).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        )));
+        return Err(AppError::Conflict(format!("this request can no longer be decided: it is {}", what.as_str())));
     };
-    app.events.publish(Event::ApprovalChanged { approval_id: decided.id.clone() });
-    let kind = if approve { AuditKind::PairingApproved } else { AuditKind::PairingDenied };
-    Audit::new(kind)
-        .user(&caller.user_id)
-        .device(&caller.device_id)
-        .meta(meta)
-        .detail(serde_json::json!({ "request": decided.id, "requester_ip": decided.requester_ip }))
-        .record(app)
-        .await?;
     status(app, caller, id).await
 }

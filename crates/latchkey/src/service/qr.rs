@@ -3,16 +3,16 @@
 //! approves; the browser collects its session with a single-use handoff code (seed 003).
 //! It is the same approval state machine as the device grant, with flow `qr`.
 
-use super::approvals::{self, State};
-use super::audit::{Audit, AuditKind};
-use super::clients::WEB_CLIENT;
+use super::approvals::{self, Collector, Opening, Outcome, Request, State};
+use super::clients::{CLI_CLIENT, WEB_CLIENT};
 use super::limits;
-use super::sessions::{self, AuthorizedBy, Caller, NewSession, Opened};
+use super::sessions::{Caller, Opened};
 use crate::domain::device::DeviceFacts;
 use crate::domain::{secret, user_agent};
-use crate::events::Event;
+use crate::domain::approval::Flow;
+use crate::events::{Event, Watch};
 use crate::service::{App, AppError, AppResult, ClientMeta};
-use crate::store::{ApprovalRow, Created, DecideBy, Decision, Handoff};
+use crate::store::{ApprovalRow, CollectBy, DecideBy, Decision};
 
 pub const SECRET_PREFIX: &str = "lk_qs_";
 pub const HANDOFF_PREFIX: &str = "lk_ho_";
@@ -48,26 +48,23 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
     let id = secret::b64url(&secret::random_bytes::<16>());
     let browser_secret = secret::new_located_token(SECRET_PREFIX, &id);
     let match_code = random_match_code();
-    let row = ApprovalRow {
+    let request = Request {
+        flow: Flow::Qr,
         id: id.clone(),
-        flow: crate::domain::approval::Flow::Qr,
-        device_code_hash: secret::token_hash(&browser_secret),
-        client_id: WEB_CLIENT.into(),
+        secret_hash: secret::token_hash(&browser_secret),
+        client_id: WEB_CLIENT,
         scope: app.settings.tokens.default_scope.clone(),
-        status: crate::domain::approval::Status::Pending,
-        created_at: now,
-        expires_at: now + q.ttl_secs as i64,
-        requester_ip: meta.ip.clone(),
-        requester_ua: meta.user_agent.clone(),
-        requester_kind: Some(user_agent::parse(&meta.user_agent).kind.as_str().into()),
+        ttl_secs: q.ttl_secs,
+        // The browser waits on a socket; it does not poll.
         poll_interval: 1,
-        match_code: Some(match_code.clone()),
-        ..Default::default()
+        kind: user_agent::parse(&meta.user_agent).kind,
+        claimed_name: None,
     };
-    let _admitted = approvals::admit_pending(app, now).await?;
-    if app.store.create_approval(&row, app.settings.device.pending_per_ip, now, None).await? == Created::CapReached {
-        metrics::counter!("latchkey_rate_limited_total", "limit" => "pending_cap").increment(1);
-        return Err(AppError::RateLimited { retry_after: 60 });
+    let row = ApprovalRow { match_code: Some(match_code.clone()), ..request.row(meta, now) };
+    match approvals::open(app, row, Opening::Fresh, meta).await? {
+        Outcome::Yes(_) => {}
+        // 128 random bits of id: a collision means a broken random source, not bad luck.
+        Outcome::Collision | Outcome::NoSuchCode => return Err(anyhow::anyhow!("QR login id collision").into()),
     }
     metrics::counter!("latchkey_qr_logins_total").increment(1);
     let url = format!("{}/q/{id}", app.issuer);
@@ -113,6 +110,22 @@ pub async fn own(app: &App, id: &str, browser_secret: &str) -> AppResult<Approva
         return Err(AppError::NotFound);
     }
     Ok(a)
+}
+
+/// Registers the browser's socket for the changes of its login: call it before reading the
+/// state, so that no change between the two is missed.
+pub fn watch(app: &App, id: &str) -> Watch {
+    app.events.watch_approval(id)
+}
+
+/// What the browser's socket shows now. Once a phone has scanned the login, the watch also
+/// wakes when that phone is revoked (which ends the login).
+pub async fn current(app: &App, id: &str, watch: &Watch) -> AppResult<BrowserState> {
+    let a = app.store.approval(id).await?.ok_or(AppError::NotFound)?;
+    if let Some(phone) = &a.approver_device_id {
+        watch.device(phone);
+    }
+    browser_state(app, &a).await
 }
 
 pub async fn browser_state(app: &App, a: &ApprovalRow) -> AppResult<BrowserState> {
@@ -226,9 +239,6 @@ pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, match_c
             (secret::token_hash(&code), (now + app.settings.qr.handoff_ttl_secs as i64).min(a.expires_at))
         }),
     };
-    let decided = app.store.decide_approval(&decision, now).await?.ok_or_else(not_found)?;
-    app.events.publish(Event::ApprovalChanged { approval_id: decided.id.clone() });
-    let kind = if right { AuditKind::QrApproved } else { AuditKind::QrDenied };
     let reason = if approve && !right {
         "wrong number"
     } else if right {
@@ -236,13 +246,7 @@ pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, match_c
     } else {
         "denied"
     };
-    Audit::new(kind)
-        .user(&caller.user_id)
-        .device(&caller.device_id)
-        .meta(meta)
-        .detail(serde_json::json!({ "qr": id, "browser_ip": decided.requester_ip, "reason": reason }))
-        .record(app)
-        .await?;
+    approvals::decide(app, caller, decision, reason, meta).await?.ok_or_else(not_found)?;
     if approve && !right {
         return Err(AppError::BadRequest("That is not the number the browser shows. The sign-in was denied.".into()));
     }
@@ -262,53 +266,17 @@ pub async fn handoff(app: &App, code: &str, browser_secret: &str, web: bool, met
     if !secret::ct_eq(handoff_code(app, &a.id, &secret_hash).as_bytes(), code.as_bytes()) {
         return Err(invalid());
     }
-    let (Some(user_id), Some(approver)) = (a.user_id.clone(), a.approver_device_id.clone()) else { return Err(invalid()) };
-    let device = DeviceFacts::from_input(None, &meta.user_agent)?;
-    let built = sessions::build(
-        app,
-        NewSession {
-            user_id: &user_id,
-            // A browser page gets a cookie session; an API client gets tokens it refreshes as the CLI client.
-            client_id: if web { WEB_CLIENT } else { super::clients::CLI_CLIENT },
-            scope: a.scope.clone(),
-            amr: vec!["qr", "mfa"],
-            device,
-            authorized_by: AuthorizedBy::Qr,
-            approved_by_device: Some(approver.clone()),
-            web,
-            existing_device: None,
-        },
-        meta,
-    );
-    let now = app.now();
-    let refresh = built.refresh.as_ref().map(|(_, r)| r);
-    match app.store.collect_handoff(&secret::token_hash(code), &secret_hash, &built.device, &built.session, refresh, now).await? {
-        Handoff::Collected => {
-            app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
-            let opened = sessions::finish(app, built, meta).await?;
-            Audit::new(AuditKind::QrSignIn)
-                .user(&user_id)
-                .device(&opened.device.id)
-                .meta(meta)
-                .detail(serde_json::json!({ "message": "new sign-in by QR", "approved_by_device": approver }))
-                .record(app)
-                .await?;
-            Ok(opened)
-        }
-        Handoff::Replayed { session_id } => {
-            // A second exchange of a used code: someone else has the code and the secret. End
-            // the session it minted.
-            if app.store.revoke_session(&session_id, "handoff_replayed", now).await? {
-                app.events.publish(Event::SessionRevoked { user_id: user_id.clone(), session_id: session_id.clone() });
-            }
-            Audit::new(AuditKind::HandoffReplayed)
-                .user(&user_id)
-                .meta(meta)
-                .detail(serde_json::json!({ "qr": a.id, "session_id": session_id }))
-                .record(app)
-                .await?;
-            Err(invalid())
-        }
-        Handoff::Invalid => Err(invalid()),
-    }
+    let handoff_hash = secret::token_hash(code);
+    let collector = Collector {
+        how: CollectBy::Handoff { handoff_hash: &handoff_hash, secret_hash: &secret_hash },
+        // The browser presenting the code is the new device.
+        device: DeviceFacts::from_input(None, &meta.user_agent)?,
+        // A browser page gets a cookie session; an API client gets tokens it refreshes as the CLI client.
+        client_id: if web { WEB_CLIENT } else { CLI_CLIENT },
+        web,
+    };
+    approvals::collect(app, &a, collector, meta).await.map_err(|e| match e {
+        AppError::InvalidGrant(_) => invalid(),
+        other => other,
+    })
 }

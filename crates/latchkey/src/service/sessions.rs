@@ -3,7 +3,6 @@
 use super::audit::{Audit, AuditKind};
 use crate::domain::device::DeviceFacts;
 use crate::domain::secret;
-use crate::events::Event;
 use crate::keys::AccessClaims;
 use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{DeviceRow, RefreshTokenRow, SessionRow};
@@ -229,7 +228,6 @@ pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> Ap
 
 pub async fn logout(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<()> {
     if app.store.revoke_session(&caller.session_id, "logout", app.now()).await? {
-        app.events.publish(Event::SessionRevoked { user_id: caller.user_id.clone(), session_id: caller.session_id.clone() });
         Audit::new(AuditKind::Logout).user(&caller.user_id).device(&caller.device_id).meta(meta).record(app).await?;
     }
     Ok(())
@@ -239,7 +237,6 @@ pub async fn logout_everywhere(app: &App, caller: &Caller, meta: &ClientMeta) ->
     let n = app.store.revoke_user_sessions(&caller.user_id, None, "logout_everywhere", app.now()).await?;
     // Everywhere means every remembered device too.
     app.store.revoke_trust(&caller.user_id, None).await?;
-    app.events.publish(Event::AllSessionsRevoked { user_id: caller.user_id.clone() });
     Audit::new(AuditKind::LogoutEverywhere)
         .user(&caller.user_id)
         .device(&caller.device_id)

@@ -6,7 +6,6 @@ use super::sessions::{self, TokenResponse};
 use super::{clients, limits};
 use crate::domain::policy::{self, SupersededVerdict};
 use crate::domain::{Scope, secret};
-use crate::events::Event;
 use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::Rotation;
 
@@ -58,9 +57,7 @@ pub async fn refresh(app: &App, token: &str, client: &ClientAuth, scope: Option<
             match policy::superseded_verdict(superseded_at, successor_live, now, app.settings.tokens.refresh_reuse_grace_secs) {
                 SupersededVerdict::Grace => session,
                 SupersededVerdict::Reuse => {
-                    if app.store.revoke_session(&session.id, "refresh_token_reuse", now).await? {
-                        app.events.publish(Event::SessionRevoked { user_id: session.user_id.clone(), session_id: session.id.clone() });
-                    }
+                    app.store.revoke_session(&session.id, "refresh_token_reuse", now).await?;
                     metrics::counter!("latchkey_refresh_reuse_total").increment(1);
                     Audit::new(AuditKind::RefreshTokenReuse)
                         .user(&session.user_id)
@@ -100,7 +97,6 @@ pub async fn revoke(app: &App, token: &str, client: &ClientAuth, meta: &ClientMe
         && let Some(s) = app.store.session(&sid).await?
         && app.store.revoke_session(&sid, "token_revoked", now).await?
     {
-        app.events.publish(Event::SessionRevoked { user_id: s.user_id.clone(), session_id: sid });
         Audit::new(AuditKind::TokenRevoked)
             .user(&s.user_id)
             .device(&s.device_id)

@@ -85,16 +85,34 @@ pub enum DecideBy<'a> {
     },
 }
 
-/// What presenting a handoff code came to.
+/// How a requester collects its approved request.
+#[derive(Debug, Clone, Copy)]
+pub enum CollectBy<'a> {
+    /// By polling with its device_code: the request found by id (the device_code was checked).
+    Id(&'a str),
+    /// By a handoff code, presented with the browser's secret (QR login).
+    Handoff { handoff_hash: &'a [u8], secret_hash: &'a [u8] },
+}
+
+/// What collecting came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handoff {
-    /// Consumed now; the browser's session was created with it.
-    Collected,
-    /// Right secret and code, but already exchanged: the session it minted, to be revoked.
-    Replayed {
-        session_id: String,
-    },
-    Invalid,
+pub enum Collected {
+    /// Collected now; the new device's session was created with it.
+    Yes,
+    /// Right secret and handoff code, but already exchanged: the session it minted, to be revoked.
+    Replayed { session_id: String },
+    /// Not approved, expired, approved by a device revoked since, already collected, or unknown.
+    No,
+}
+
+/// What redeeming a pairing code came to.
+#[derive(Debug, Clone)]
+pub enum Redeemed {
+    /// The code is consumed and its pending request opened.
+    Opened(ApprovalRow),
+    /// The requester's IP has its cap of pending requests; the code is left unused.
+    CapReached,
+    NoSuchCode,
 }
 
 /// Result of presenting a refresh token for rotation.
@@ -243,40 +261,43 @@ pub trait ApprovalStore: Send + Sync + 'static {
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()>;
 
     /// Marks an approved, unexpired approval collected and creates the new device's session with
-    /// it, in one transaction; false when it was not there to collect (already collected, say).
+    /// it, in one transaction. Nothing is collected once the approving device is revoked. A
+    /// handoff collects only a QR login, until its handoff code expires.
     async fn collect_approval(
         &self,
-        id: &str,
-        device: &DeviceRow,
-        session: &SessionRow,
-        refresh: &RefreshTokenRow,
-        now: i64,
-    ) -> StoreResult<bool>;
-
-    /// The first signed-in device to open a live QR login locks it to itself (and its user);
-    /// the same device may look again. One conditional write.
-    async fn scan_qr(&self, id: &str, user_id: &str, device_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
-
-    /// Exchanges a handoff code with the browser's secret: marks the approval collected and
-    /// creates the browser's session, in one transaction.
-    async fn collect_handoff(
-        &self,
-        handoff_hash: &[u8],
-        secret_hash: &[u8],
+        by: &CollectBy<'_>,
         device: &DeviceRow,
         session: &SessionRow,
         refresh: Option<&RefreshTokenRow>,
         now: i64,
-    ) -> StoreResult<Handoff>;
+    ) -> StoreResult<Collected>;
+
+    /// Denies every pending or approved, uncollected approval that the device decided, scanned
+    /// or holds through its pairing code, and ends its live pairing codes (the device was
+    /// revoked). Returns the approvals ended.
+    async fn end_approvals_of_device(&self, user_id: &str, device_id: &str, now: i64) -> StoreResult<u64>;
+
+    /// The first signed-in device to open a live QR login locks it to itself (and its user);
+    /// the same device may look again. One conditional write.
+    async fn scan_qr(&self, id: &str, user_id: &str, device_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>>;
 
     /// Stores a new pairing code, ending any live code of the same issuing device.
     async fn create_pairing_code(&self, code: &PairingCodeRow, now: i64) -> StoreResult<()>;
 
     async fn pairing_code(&self, id: &str) -> StoreResult<Option<PairingCodeRow>>;
 
-    /// Consumes a live pairing code and creates its pending approval, in one transaction.
-    /// `approval` comes without user, scope and approver: the code supplies them.
-    async fn redeem_pairing_code(&self, code_hmac: &[u8], approval: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>>;
+    /// Consumes a live pairing code and creates its pending approval, in one transaction, unless
+    /// the requester's IP has `cap_per_ip` live pending requests (0: no cap); then nothing is
+    /// written. `approval` comes without user, scope and approver: the code supplies them, and
+    /// the user to `audit`, which is written in the same transaction.
+    async fn redeem_pairing_code(
+        &self,
+        code_hmac: &[u8],
+        approval: &ApprovalRow,
+        cap_per_ip: i64,
+        now: i64,
+        audit: &AuditRow,
+    ) -> StoreResult<Redeemed>;
 }
 
 /// Second factors and remembered devices.

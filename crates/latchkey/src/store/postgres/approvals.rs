@@ -104,27 +104,39 @@ impl ApprovalStore for PgStore {
 
     async fn collect_approval(
         &self,
-        id: &str,
+        by: &CollectBy<'_>,
         device: &DeviceRow,
         session: &SessionRow,
-        refresh: &RefreshTokenRow,
+        refresh: Option<&RefreshTokenRow>,
         now: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Collected> {
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE approvals SET status = 'collected', session_id = $1 WHERE id = $2 AND status = 'approved' AND expires_at > $3",
-        )
-        .bind(&session.id)
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            return Ok(false);
+        let r = match *by {
+            CollectBy::Id(id) => sqlx::query(COLLECT_BY_ID).bind(&session.id).bind(id).bind(now).execute(&mut *tx).await?,
+            CollectBy::Handoff { handoff_hash, secret_hash } => {
+                sqlx::query(COLLECT_BY_HANDOFF).bind(now).bind(&session.id).bind(handoff_hash).bind(secret_hash).execute(&mut *tx).await?
+            }
+        };
+        if r.rows_affected() == 1 {
+            insert_session_rows(&mut tx, device, session, refresh).await?;
+            tx.commit().await?;
+            return Ok(Collected::Yes);
         }
-        insert_session_rows(&mut tx, device, session, Some(refresh)).await?;
+        let CollectBy::Handoff { handoff_hash, secret_hash } = *by else { return Ok(Collected::No) };
+        let used: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as(HANDOFF_USED).bind(handoff_hash).bind(secret_hash).bind(now).fetch_optional(&mut *tx).await?;
+        Ok(match used {
+            Some((Some(session_id), Some(_))) => Collected::Replayed { session_id },
+            _ => Collected::No,
+        })
+    }
+
+    async fn end_approvals_of_device(&self, user_id: &str, device_id: &str, now: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let ended = sqlx::query(END_APPROVALS_OF_DEVICE).bind(now).bind(user_id).bind(device_id).execute(&mut *tx).await?;
+        sqlx::query(END_PAIRING_CODES_OF_DEVICE).bind(now).bind(user_id).bind(device_id).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(ended.rows_affected())
     }
 
     async fn scan_qr(&self, id: &str, user_id: &str, device_id: &str, now: i64) -> StoreResult<Option<ApprovalRow>> {
@@ -142,46 +154,6 @@ impl ApprovalStore for PgStore {
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    async fn collect_handoff(
-        &self,
-        handoff_hash: &[u8],
-        secret_hash: &[u8],
-        device: &DeviceRow,
-        session: &SessionRow,
-        refresh: Option<&RefreshTokenRow>,
-        now: i64,
-    ) -> StoreResult<Handoff> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE approvals SET status = 'collected', handoff_used_at = $1, session_id = $2 \
-             WHERE handoff_hash = $3 AND device_code_hash = $4 AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > $5",
-        )
-        .bind(now)
-        .bind(&session.id)
-        .bind(handoff_hash)
-        .bind(secret_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 1 {
-            insert_session_rows(&mut tx, device, session, refresh).await?;
-            tx.commit().await?;
-            return Ok(Handoff::Collected);
-        }
-        let used: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT session_id, handoff_used_at FROM approvals WHERE handoff_hash = $1 AND device_code_hash = $2 AND status = 'collected' AND handoff_expires_at > $3",
-        )
-        .bind(handoff_hash)
-        .bind(secret_hash)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        Ok(match used {
-            Some((Some(session_id), Some(_))) => Handoff::Replayed { session_id },
-            _ => Handoff::Invalid,
-        })
     }
 
     async fn create_pairing_code(&self, c: &PairingCodeRow, now: i64) -> StoreResult<()> {
@@ -217,20 +189,27 @@ impl ApprovalStore for PgStore {
         .await?)
     }
 
-    async fn redeem_pairing_code(&self, code_hmac: &[u8], a: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>> {
+    async fn redeem_pairing_code(
+        &self,
+        code_hmac: &[u8],
+        a: &ApprovalRow,
+        cap_per_ip: i64,
+        now: i64,
+        audit: &AuditRow,
+    ) -> StoreResult<Redeemed> {
         let mut tx = self.pool.begin().await?;
-        let code: Option<(String, String, String)> = sqlx::query_as(
-            "UPDATE pairing_codes SET redeemed_at = $1, approval_id = $2 WHERE code_hmac = $3 AND redeemed_at IS NULL AND expires_at > $4 \
-             RETURNING user_id, issuer_device_id, scope",
-        )
-        .bind(now)
-        .bind(&a.id)
-        .bind(code_hmac)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((user_id, issuer, scope)) = code else { return Ok(None) };
-        let approval = ApprovalRow { user_id: Some(user_id), approver_device_id: Some(issuer), scope, ..a.clone() };
+        if cap_per_ip != 0 {
+            // As in create_approval: one IP's requests are counted one at a time.
+            xact_lock(&mut tx, LOCK_APPROVAL_CAPS, &a.requester_ip).await?;
+            let live: i64 = sqlx::query_scalar(COUNT_PENDING_OF_IP).bind(&a.requester_ip).bind(now).fetch_one(&mut *tx).await?;
+            if live >= cap_per_ip {
+                return Ok(Redeemed::CapReached);
+            }
+        }
+        let code: Option<(String, String, String)> =
+            sqlx::query_as(REDEEM_PAIRING_CODE).bind(now).bind(&a.id).bind(code_hmac).fetch_optional(&mut *tx).await?;
+        let Some((user_id, issuer, scope)) = code else { return Ok(Redeemed::NoSuchCode) };
+        let approval = ApprovalRow { user_id: Some(user_id.clone()), approver_device_id: Some(issuer), scope, ..a.clone() };
         bind_approval(
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "{INSERT_APPROVAL} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
@@ -240,7 +219,24 @@ impl ApprovalStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(conflict_or)?;
+        insert_audit(&mut *tx, &AuditRow { user_id: Some(user_id), ..audit.clone() }).await?;
         tx.commit().await?;
-        Ok(Some(approval))
+        Ok(Redeemed::Opened(approval))
     }
 }
+
+/// A collection needs the approving device not to be revoked since.
+const COLLECT_BY_ID: &str = "UPDATE approvals SET status = 'collected', session_id = $1 WHERE id = $2 AND status = 'approved' AND expires_at > $3 \
+     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = approvals.approver_device_id AND d.revoked_at IS NOT NULL)";
+const COLLECT_BY_HANDOFF: &str = "UPDATE approvals SET status = 'collected', handoff_used_at = $1, session_id = $2 \
+     WHERE handoff_hash = $3 AND device_code_hash = $4 AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > $1 \
+     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = approvals.approver_device_id AND d.revoked_at IS NOT NULL)";
+const HANDOFF_USED: &str = "SELECT session_id, handoff_used_at FROM approvals \
+     WHERE handoff_hash = $1 AND device_code_hash = $2 AND status = 'collected' AND handoff_expires_at > $3";
+const END_APPROVALS_OF_DEVICE: &str = "UPDATE approvals SET status = 'denied', decided_at = $1 \
+     WHERE user_id = $2 AND approver_device_id = $3 AND status IN ('pending', 'approved') AND expires_at > $1";
+const END_PAIRING_CODES_OF_DEVICE: &str =
+    "UPDATE pairing_codes SET expires_at = $1 WHERE user_id = $2 AND issuer_device_id = $3 AND redeemed_at IS NULL AND expires_at > $1";
+const COUNT_PENDING_OF_IP: &str = "SELECT COUNT(*) FROM approvals WHERE requester_ip = $1 AND status = 'pending' AND expires_at > $2";
+const REDEEM_PAIRING_CODE: &str = "UPDATE pairing_codes SET redeemed_at = $1, approval_id = $2 \
+     WHERE code_hmac = $3 AND redeemed_at IS NULL AND expires_at > $1 RETURNING user_id, issuer_device_id, scope";

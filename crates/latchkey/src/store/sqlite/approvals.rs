@@ -117,24 +117,43 @@ impl ApprovalStore for SqliteStore {
 
     async fn collect_approval(
         &self,
-        id: &str,
+        by: &CollectBy<'_>,
         device: &DeviceRow,
         session: &SessionRow,
-        refresh: &RefreshTokenRow,
+        refresh: Option<&RefreshTokenRow>,
         now: i64,
-    ) -> StoreResult<bool> {
-        let (id, device, session, refresh) = (id.to_owned(), device.clone(), session.clone(), refresh.clone());
+    ) -> StoreResult<Collected> {
+        let key = match *by {
+            CollectBy::Id(id) => (id.to_owned(), None),
+            CollectBy::Handoff { handoff_hash, secret_hash } => (String::new(), Some((handoff_hash.to_vec(), secret_hash.to_vec()))),
+        };
+        let (device, session, refresh) = (device.clone(), session.clone(), refresh.cloned());
         self.write(move |c| {
-            let collected = c
-                .prepare_cached(
-                    "UPDATE approvals SET status = 'collected', session_id = ? WHERE id = ? AND status = 'approved' AND expires_at > ?",
-                )?
-                .execute(params![session.id, id, now])?;
-            if collected != 1 {
-                return Ok(false);
+            let collected = match &key {
+                (id, None) => c.prepare_cached(COLLECT_BY_ID)?.execute(params![session.id, id, now])?,
+                (_, Some((handoff, secret))) => c.prepare_cached(COLLECT_BY_HANDOFF)?.execute(params![now, session.id, handoff, secret])?,
+            };
+            if collected == 1 {
+                insert_session_rows(c, &device, &session, refresh.as_ref())?;
+                return Ok(Collected::Yes);
             }
-            insert_session_rows(c, &device, &session, Some(&refresh))?;
-            Ok(true)
+            let Some((handoff, secret)) = &key.1 else { return Ok(Collected::No) };
+            let used: Option<(Option<String>, Option<i64>)> =
+                c.prepare_cached(HANDOFF_USED)?.query_row(params![handoff, secret, now], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            Ok(match used {
+                Some((Some(session_id), Some(_))) => Collected::Replayed { session_id },
+                _ => Collected::No,
+            })
+        })
+        .await
+    }
+
+    async fn end_approvals_of_device(&self, user_id: &str, device_id: &str, now: i64) -> StoreResult<u64> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.write(move |c| {
+            let ended = c.prepare_cached(END_APPROVALS_OF_DEVICE)?.execute(params![now, user_id, device_id])?;
+            c.prepare_cached(END_PAIRING_CODES_OF_DEVICE)?.execute(params![now, user_id, device_id])?;
+            Ok(ended as u64)
         })
         .await
     }
@@ -150,43 +169,6 @@ impl ApprovalStore for SqliteStore {
             ))?
             .query_row(params![user_id, device_id, now, id, now, device_id, user_id], approval_row)
             .optional()?)
-        })
-        .await
-    }
-
-    async fn collect_handoff(
-        &self,
-        handoff_hash: &[u8],
-        secret_hash: &[u8],
-        device: &DeviceRow,
-        session: &SessionRow,
-        refresh: Option<&RefreshTokenRow>,
-        now: i64,
-    ) -> StoreResult<Handoff> {
-        let (handoff_hash, secret_hash) = (handoff_hash.to_vec(), secret_hash.to_vec());
-        let (device, session, refresh) = (device.clone(), session.clone(), refresh.cloned());
-        self.write(move |c| {
-            let collected = c
-                .prepare_cached(
-                    "UPDATE approvals SET status = 'collected', handoff_used_at = ?, session_id = ? \
-                     WHERE handoff_hash = ? AND device_code_hash = ? AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > ?",
-                )?
-                .execute(params![now, session.id, handoff_hash, secret_hash, now])?;
-            if collected == 1 {
-                insert_session_rows(c, &device, &session, refresh.as_ref())?;
-                return Ok(Handoff::Collected);
-            }
-            let used: Option<(Option<String>, Option<i64>)> = c
-                .prepare_cached(
-                    "SELECT session_id, handoff_used_at FROM approvals \
-                     WHERE handoff_hash = ? AND device_code_hash = ? AND status = 'collected' AND handoff_expires_at > ?",
-                )?
-                .query_row(params![handoff_hash, secret_hash, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            Ok(match used {
-                Some((Some(session_id), Some(_))) => Handoff::Replayed { session_id },
-                _ => Handoff::Invalid,
-            })
         })
         .await
     }
@@ -213,22 +195,50 @@ impl ApprovalStore for SqliteStore {
         )
     }
 
-    async fn redeem_pairing_code(&self, code_hmac: &[u8], a: &ApprovalRow, now: i64) -> StoreResult<Option<ApprovalRow>> {
-        let (code_hmac, a) = (code_hmac.to_vec(), a.clone());
+    async fn redeem_pairing_code(
+        &self,
+        code_hmac: &[u8],
+        a: &ApprovalRow,
+        cap_per_ip: i64,
+        now: i64,
+        audit: &AuditRow,
+    ) -> StoreResult<Redeemed> {
+        let (code_hmac, a, audit) = (code_hmac.to_vec(), a.clone(), audit.clone());
         self.write(move |c| {
+            // The one writer runs this whole closure alone: the count and the insert cannot interleave.
+            if cap_per_ip != 0 {
+                let live: i64 = c.prepare_cached(COUNT_PENDING_OF_IP)?.query_row(params![a.requester_ip, now], |r| r.get(0))?;
+                if live >= cap_per_ip {
+                    return Ok(Redeemed::CapReached);
+                }
+            }
             let code: Option<(String, String, String)> = c
-                .prepare_cached(
-                    "UPDATE pairing_codes SET redeemed_at = ?, approval_id = ? WHERE code_hmac = ? AND redeemed_at IS NULL AND expires_at > ? \
-                     RETURNING user_id, issuer_device_id, scope",
-                )?
-                .query_row(params![now, a.id, code_hmac, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .prepare_cached(REDEEM_PAIRING_CODE)?
+                .query_row(params![now, a.id, code_hmac], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            let Some((user_id, issuer, scope)) = code else { return Ok(None) };
-            let approval = ApprovalRow { user_id: Some(user_id), approver_device_id: Some(issuer), scope, ..a };
+            let Some((user_id, issuer, scope)) = code else { return Ok(Redeemed::NoSuchCode) };
+            let approval = ApprovalRow { user_id: Some(user_id.clone()), approver_device_id: Some(issuer), scope, ..a };
             c.prepare_cached(&format!("{INSERT_APPROVAL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))?
                 .execute(approval_params(&approval).as_slice())?;
-            Ok(Some(approval))
+            insert_audit(c, &AuditRow { user_id: Some(user_id), ..audit })?;
+            Ok(Redeemed::Opened(approval))
         })
         .await
     }
 }
+
+/// A collection needs the approving device not to be revoked since.
+const COLLECT_BY_ID: &str = "UPDATE approvals SET status = 'collected', session_id = ?1 WHERE id = ?2 AND status = 'approved' AND expires_at > ?3 \
+     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = approvals.approver_device_id AND d.revoked_at IS NOT NULL)";
+const COLLECT_BY_HANDOFF: &str = "UPDATE approvals SET status = 'collected', handoff_used_at = ?1, session_id = ?2 \
+     WHERE handoff_hash = ?3 AND device_code_hash = ?4 AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > ?1 \
+     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = approvals.approver_device_id AND d.revoked_at IS NOT NULL)";
+const HANDOFF_USED: &str = "SELECT session_id, handoff_used_at FROM approvals \
+     WHERE handoff_hash = ?1 AND device_code_hash = ?2 AND status = 'collected' AND handoff_expires_at > ?3";
+const END_APPROVALS_OF_DEVICE: &str = "UPDATE approvals SET status = 'denied', decided_at = ?1 \
+     WHERE user_id = ?2 AND approver_device_id = ?3 AND status IN ('pending', 'approved') AND expires_at > ?1";
+const END_PAIRING_CODES_OF_DEVICE: &str =
+    "UPDATE pairing_codes SET expires_at = ?1 WHERE user_id = ?2 AND issuer_device_id = ?3 AND redeemed_at IS NULL AND expires_at > ?1";
+const COUNT_PENDING_OF_IP: &str = "SELECT COUNT(*) FROM approvals WHERE requester_ip = ?1 AND status = 'pending' AND expires_at > ?2";
+const REDEEM_PAIRING_CODE: &str = "UPDATE pairing_codes SET redeemed_at = ?1, approval_id = ?2 \
+     WHERE code_hmac = ?3 AND redeemed_at IS NULL AND expires_at > ?1 RETURNING user_id, issuer_device_id, scope";
