@@ -15,14 +15,9 @@ use tokio::sync::Notify;
 #[serde(tag = "e", rename_all = "snake_case")]
 pub enum Event {
     /// A device was revoked; what it approved or held is ended in the store.
-    DeviceRevoked {
-        user_id: String,
-        device_id: String,
-    },
+    DeviceRevoked { user_id: String, device_id: String },
     /// A cross-device approval changed state (redeemed, approved, denied, collected).
-    ApprovalChanged {
-        approval_id: String,
-    },
+    ApprovalChanged { approval_id: String },
     /// Events may have been missed (a lost connection to the other instances): whoever waits
     /// should look at the store again.
     Resync,

@@ -209,13 +209,7 @@ pub async fn open(app: &App, row: ApprovalRow, via: Opening<'_>, meta: &ClientMe
 /// Approves or denies a live pending request as the caller: one conditional write (whoever
 /// races for it, it is decided once), then its event and audit entry. `None`: there was no
 /// such live pending request for this caller to decide. `reason` goes into the audit entry.
-pub async fn decide(
-    app: &App,
-    caller: &Caller,
-    decision: Decision<'_>,
-    reason: &str,
-    meta: &ClientMeta,
-) -> AppResult<Option<ApprovalRow>> {
+pub async fn decide(app: &App, caller: &Caller, decision: Decision<'_>, reason: &str, meta: &ClientMeta) -> AppResult<Option<ApprovalRow>> {
     let Some(a) = app.store.decide_approval(&decision, app.now()).await? else { return Ok(None) };
     app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
     let k = kinds(a.flow);

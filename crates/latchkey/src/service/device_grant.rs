@@ -5,9 +5,9 @@ use super::audit::{Audit, AuditKind};
 use super::sessions::Caller;
 use super::{clients, limits};
 use crate::domain::Scope;
+use crate::domain::approval::Flow;
 use crate::domain::codes::{self, USER_CODE_LEN};
 use crate::domain::device::DeviceFacts;
-use crate::domain::approval::Flow;
 use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{ApprovalRow, DecideBy, Decision};
 
@@ -62,7 +62,8 @@ pub async fn authorize(
             kind,
             claimed_name: None,
         };
-        let row = ApprovalRow { user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)), ..request.row(meta, now) };
+        let row =
+            ApprovalRow { user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)), ..request.row(meta, now) };
         match approvals::open(app, row, Opening::Fresh, meta).await? {
             Outcome::Yes(_) => {}
             Outcome::Collision | Outcome::NoSuchCode => continue,

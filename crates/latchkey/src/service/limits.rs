@@ -3,8 +3,8 @@
 
 use super::audit::{Audit, AuditKind};
 use crate::domain::policy;
-use std::sync::atomic::{AtomicI64, Ordering};
 use crate::service::{App, AppError, AppResult, ClientMeta};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Counts one hit on `key`; when the sliding count over the last `window` seconds is over
 /// `limit`, 429 with the seconds until it no longer is. Refusals are audited once per run.

@@ -7,9 +7,9 @@ use super::clients::{self, CLI_CLIENT};
 use super::limits;
 use super::sessions::Caller;
 use crate::domain::Scope;
+use crate::domain::approval::Flow;
 use crate::domain::codes::{self, PAIRING_CODE_LEN};
 use crate::domain::device::{DeviceFacts, DeviceInput};
-use crate::domain::approval::Flow;
 use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{DecideBy, Decision, PairingCodeRow};
 
@@ -147,11 +147,7 @@ pub async fn status(app: &App, caller: &Caller, id: &str) -> AppResult<PairingSt
     let (state, requester, expires_at) = match approval {
         Some(a) => {
             let facts = approvals::facts(app, &a).await?;
-            (
-                facts.state.as_str().to_owned(),
-                Some(facts),
-                a.expires_at,
-            )
+            (facts.state.as_str().to_owned(), Some(facts), a.expires_at)
         }
         None if now >= code.expires_at => ("expired".to_owned(), None, code.expires_at),
         None => ("waiting".to_owned(), None, code.expires_at),

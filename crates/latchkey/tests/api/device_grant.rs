@@ -374,3 +374,39 @@ async fn the_device_page_approves_only_on_post_after_showing_the_facts() {
     t.clock.advance(2);
     assert_eq!(t.poll(&s(&d, "device_code")).await.status(), 200);
 }
+
+/// Every device grant audits its creation, decision and collection the same way, and an
+/// approval dies with the device that gave it: revoked before the poll collects, the new device
+/// gets `access_denied`, never tokens.
+#[tokio::test]
+async fn the_grant_is_audited_at_each_step_and_dies_with_its_approver() {
+    let t = spawn_with(|s| s.device.interval_secs = 1).await;
+    let phone = signed_in(&t, "ann@example.com").await;
+    let d = t.device_authorization().await;
+    let r = t.post_json_auth("/api/v1/device-grants/approve", &phone, json!({ "user_code": s(&d, "user_code") })).await;
+    assert_eq!(r.status(), 200);
+    t.clock.advance(2);
+    assert_eq!(t.poll(&s(&d, "device_code")).await.status(), 200);
+    let audit = t.app.store.audit_all(100).await.unwrap();
+    let kinds: Vec<&str> = audit.iter().map(|e| e.kind.as_str()).collect();
+    for k in ["device_code_issued", "device_code_approved", "device_code_collected"] {
+        assert_eq!(kinds.iter().filter(|x| **x == k).count(), 1, "{k} once: {kinds:?}");
+    }
+    let collected = audit.iter().find(|e| e.kind == "device_code_collected").unwrap();
+    let detail: Value = serde_json::from_str(&collected.detail).unwrap();
+    assert_eq!(detail["flow"], "device_code");
+    assert!(
+        audit.iter().any(|e| e.kind == "device_added" && e.device_id.is_some() && e.device_id == collected.device_id),
+        "the collection names the device it added"
+    );
+
+    let d = t.device_authorization().await;
+    let r = t.post_json_auth("/api/v1/device-grants/approve", &phone, json!({ "user_code": s(&d, "user_code") })).await;
+    assert_eq!(r.status(), 200);
+    let me: Vec<Value> = t.get_auth("/api/v1/devices", &phone).await.json().await.unwrap();
+    let own = me.iter().find(|x| x["current"] == true).unwrap();
+    let r = t.http.delete(t.url(&format!("/api/v1/devices/{}", s(own, "id")))).bearer_auth(&phone).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    t.clock.advance(2);
+    assert_eq!(t.poll(&s(&d, "device_code")).await.json::<Value>().await.unwrap()["error"], "access_denied");
+}

@@ -158,3 +158,75 @@ async fn a_pairing_code_grants_no_more_than_its_issuer_has() {
     let r = t.http.post(t.url("/api/v1/pairing-codes")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// A pairing request is a pending request like any other: it counts under the per-IP cap and
+/// the server-wide one. A refused redemption leaves the code unused, to be tried again.
+#[tokio::test]
+async fn pairing_requests_count_under_the_pending_caps() {
+    let t = spawn_with(|s| {
+        s.device.interval_secs = 1;
+        s.device.pending_per_ip = 1;
+    })
+    .await;
+    t.register("ann@example.com").await;
+    let laptop = t.login("ann@example.com", "Laptop").await;
+    let at = s(&laptop, "access_token");
+    let d = t.device_authorization().await;
+    let code = new_code(&t, &laptop).await;
+    let r = redeem(&t, &s(&code, "code"), "New laptop").await;
+    assert_eq!(r.status(), 429, "the device grant from this IP holds its one pending slot");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(t.count_rows("approvals WHERE flow = 'pairing'").await, 0, "nothing half-written");
+    // The pending device grant ends; the same code now opens its request.
+    let r = t.post_json_auth("/api/v1/device-grants/deny", &at, json!({ "user_code": s(&d, "user_code") })).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(redeem(&t, &s(&code, "code"), "New laptop").await.status(), 200, "the refused attempt did not use up the code");
+
+    let t = spawn_with(|s| {
+        s.device.pending_per_ip = 0;
+        s.device.pending_total = 1;
+    })
+    .await;
+    t.register("ann@example.com").await;
+    let laptop = t.login("ann@example.com", "Laptop").await;
+    assert_eq!(t.http.post(t.url("/api/v1/qr-logins")).send().await.unwrap().status(), 201);
+    let code = new_code(&t, &laptop).await;
+    assert_eq!(redeem(&t, &s(&code, "code"), "New laptop").await.status(), 429, "the QR login holds the server's one slot");
+}
+
+/// Revoking the issuing device ends its live code and the request that typed it, even approved:
+/// nothing the device let in can be collected after it is gone.
+#[tokio::test]
+async fn revoking_the_issuing_device_ends_its_code_and_its_requests() {
+    let (t, laptop) = setup().await;
+    let tablet = t.login("ann@example.com", "Tablet").await;
+    let code = new_code(&t, &laptop).await;
+    let red: Value = redeem(&t, &s(&code, "code"), "New laptop").await.json().await.unwrap();
+    let id = s(&code, "id");
+    let r =
+        t.http.post(t.url(&format!("/api/v1/pairing-codes/{id}/approve"))).bearer_auth(s(&laptop, "access_token")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let unused = new_code(&t, &tablet).await;
+    let r = t
+        .http
+        .delete(t.url(&format!("/api/v1/devices/{}", s(&laptop, "device_id"))))
+        .bearer_auth(s(&tablet, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    t.clock.advance(2);
+    assert_eq!(t.poll(&s(&red, "device_code")).await.json::<Value>().await.unwrap()["error"], "access_denied");
+    // The tablet's own code is untouched; a code of the revoked laptop would no longer redeem.
+    assert_eq!(redeem(&t, &s(&unused, "code"), "Other").await.status(), 200);
+    let again = new_code(&t, &tablet).await;
+    let r = t
+        .http
+        .delete(t.url(&format!("/api/v1/devices/{}", s(&tablet, "device_id"))))
+        .bearer_auth(s(&tablet, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(redeem(&t, &s(&again, "code"), "Other").await.status(), 400, "a revoked device's live code is dead");
+}

@@ -249,3 +249,45 @@ async fn a_passwordless_account_adds_an_email_and_a_password_later() {
     let r = t.post_json_auth("/api/v1/password", &at, json!({ "new_password": "second password" })).await;
     assert_eq!(r.status(), 403, "once it has a password, changing it needs the current one");
 }
+
+/// A QR login audits its creation, like every request, and dies with the phone that scanned
+/// it: revoking the phone tells a waiting browser `denied` at once over its socket, and an
+/// approval it gave can no longer be exchanged for a session.
+#[tokio::test]
+async fn creation_is_audited_and_revoking_the_phone_ends_its_qr_logins() {
+    let t = spawn().await;
+    let phone = phone(&t).await;
+    let pat = s(&phone, "access_token");
+
+    let approved = start(&t).await;
+    let (a_id, a_secret, number) = (s(&approved, "id"), s(&approved, "secret"), s(&approved, "match_code"));
+    let audit = t.app.store.audit_all(50).await.unwrap();
+    let created = audit.iter().find(|e| e.kind == "qr_login_created").expect("QR creation is audited");
+    let detail: Value = serde_json::from_str(&created.detail).unwrap();
+    assert_eq!((detail["request"].as_str(), detail["flow"].as_str()), (Some(a_id.as_str()), Some("qr")));
+    assert_eq!(created.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(t.get_auth(&format!("/api/v1/qr-logins/{a_id}"), &pat).await.status(), 200);
+    let r = t.post_json_auth(&format!("/api/v1/qr-logins/{a_id}/approve"), &pat, json!({ "match_code": number })).await;
+    assert_eq!(r.status(), 204);
+    let mut ws = socket(&t, &a_id, Some(&t.base)).await.unwrap();
+    ws.send(Message::text(json!({ "secret": a_secret }).to_string())).await.unwrap();
+    let handoff = s(&next(&mut ws).await.unwrap(), "handoff_code");
+
+    let scanned = start(&t).await;
+    let (b_id, b_secret) = (s(&scanned, "id"), s(&scanned, "secret"));
+    let mut ws = socket(&t, &b_id, Some(&t.base)).await.unwrap();
+    ws.send(Message::text(json!({ "secret": b_secret }).to_string())).await.unwrap();
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "waiting");
+    assert_eq!(t.get_auth(&format!("/api/v1/qr-logins/{b_id}"), &pat).await.status(), 200);
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "scanned");
+
+    let r = t.http.delete(t.url(&format!("/api/v1/devices/{}", s(&phone, "device_id")))).bearer_auth(&pat).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    // Woken by the revocation itself, long before the socket's next periodic look at the store.
+    let started = std::time::Instant::now();
+    assert_eq!(next(&mut ws).await.unwrap()["type"], "denied");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    let r = t.post_json("/api/v1/handoff", json!({ "handoff_code": handoff, "secret": a_secret })).await;
+    assert_eq!(r.status(), 400, "an approval of a revoked phone is not exchanged");
+    assert_eq!(t.count_rows("sessions WHERE revoked_at IS NULL").await, 0);
+}
