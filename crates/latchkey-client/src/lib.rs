@@ -1,5 +1,6 @@
 //! A client for the Latchkey server: sign in, refresh, list and revoke devices. The CLI's device
 //! side, the tests and integrators use it.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use serde::{Deserialize, Serialize};
 

@@ -129,14 +129,9 @@ impl Drop for Watch {
     }
 }
 
+#[derive(Default)]
 pub struct LocalEvents {
     hub: Hub,
-}
-
-impl Default for LocalEvents {
-    fn default() -> Self {
-        Self { hub: Hub::default() }
-    }
 }
 
 impl EventBus for LocalEvents {

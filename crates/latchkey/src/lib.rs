@@ -3,6 +3,10 @@
 //! Layers, from the inside out: `domain` (pure), `store` (one trait, backends), `events`,
 //! `service` (use cases), `http` (axum) and `cli`. See `docs/architecture.md`.
 
+// A panic on a request path is a 500 or a dead task: outside tests, every fallible call is
+// handled, and the few that cannot fail say why where they are allowed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cli;
 pub mod clock;
 pub mod config;

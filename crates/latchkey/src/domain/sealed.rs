@@ -10,6 +10,7 @@ pub fn seal(key: &[u8; 32], context: &[u8], plain: &[u8]) -> Vec<u8> {
     let cipher = Aes256Gcm::new(key.into());
     let nonce = super::secret::random_bytes::<12>();
     // Encryption only fails for inputs beyond 64 GiB.
+    #[allow(clippy::expect_used, reason = "AES-GCM fails only for inputs beyond 64 GiB; TOTP secrets are bytes")]
     let ct = cipher
         .encrypt(Nonce::from_slice(&nonce), aes_gcm::aead::Payload { msg: plain, aad: context })
         .expect("AES-GCM encrypts any small input");

@@ -16,6 +16,7 @@ pub const CLIENT_SECRET_PREFIX: &str = "lk_cs_";
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // getrandom only fails when the OS has no entropy source at all; serving then would be unsafe.
+    #[allow(clippy::expect_used, reason = "no entropy at all: serving on would be unsafe")]
     getrandom::fill(&mut buf).expect("the operating system's random number generator failed");
     buf
 }
@@ -73,6 +74,7 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 
 pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
+    #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     for p in parts {
         mac.update(&(p.len() as u64).to_be_bytes());

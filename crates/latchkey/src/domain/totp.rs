@@ -10,6 +10,7 @@ pub const DIGITS: u32 = 6;
 /// RFC 4226 §5.3: HMAC-SHA-1 of the counter, dynamically truncated to `digits` digits.
 pub fn hotp(secret: &[u8], counter: u64, digits: u32) -> u32 {
     // HMAC takes keys of any length, so this cannot fail.
+    #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
     let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(&counter.to_be_bytes());
     let h = mac.finalize().into_bytes();

@@ -164,7 +164,7 @@ pub enum Opening<'a> {
 
 /// What opening came to, short of an error.
 pub enum Outcome {
-    Yes(ApprovalRow),
+    Opened,
     /// The id or user code is taken by a live request: draw again.
     Collision,
     /// No live pairing code matched.
@@ -173,7 +173,7 @@ pub enum Outcome {
 
 /// Opens a pending request, under the server-wide cap and the per-IP cap, with its audit entry
 /// in the same write. Every flow comes through here.
-pub async fn open(app: &App, row: ApprovalRow, via: Opening<'_>, meta: &ClientMeta) -> AppResult<Outcome> {
+pub async fn open(app: &App, row: &ApprovalRow, via: Opening<'_>, meta: &ClientMeta) -> AppResult<Outcome> {
     let now = row.created_at;
     let cap = app.settings.device.pending_per_ip;
     let _admitted = limits::admit_pending(app, now).await?;
@@ -184,23 +184,23 @@ pub async fn open(app: &App, row: ApprovalRow, via: Opening<'_>, meta: &ClientMe
         }))
         .row(app);
     let opened = match via {
-        Opening::Fresh => match app.store.create_approval(&row, cap, now, Some(&audit)).await {
-            Ok(Created::Yes) => Outcome::Yes(row),
+        Opening::Fresh => match app.store.create_approval(row, cap, now, Some(&audit)).await {
+            Ok(Created::Yes) => Outcome::Opened,
             Ok(Created::CapReached) => return Err(limits::pending_cap_reached()),
             Err(StoreError::Conflict) => Outcome::Collision,
             Err(e) => return Err(e.into()),
         },
-        Opening::PairingCode(code_hmac) => match app.store.redeem_pairing_code(code_hmac, &row, cap, now, &audit).await? {
-            Redeemed::Opened(a) => Outcome::Yes(a),
+        Opening::PairingCode(code_hmac) => match app.store.redeem_pairing_code(code_hmac, row, cap, now, &audit).await? {
+            Redeemed::Opened(_) => Outcome::Opened,
             Redeemed::CapReached => return Err(limits::pending_cap_reached()),
             Redeemed::NoSuchCode => Outcome::NoSuchCode,
         },
     };
-    if let Outcome::Yes(a) = &opened {
-        metrics::counter!("latchkey_approvals_opened_total", "flow" => a.flow.as_str()).increment(1);
+    if let Outcome::Opened = opened {
+        metrics::counter!("latchkey_approvals_opened_total", "flow" => row.flow.as_str()).increment(1);
         // A pairing request is bound at once to the code's device, which is waiting to see it.
-        if a.flow == Flow::Pairing {
-            app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
+        if row.flow == Flow::Pairing {
+            app.events.publish(Event::ApprovalChanged { approval_id: row.id.clone() });
         }
     }
     Ok(opened)

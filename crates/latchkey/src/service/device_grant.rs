@@ -64,8 +64,8 @@ pub async fn authorize(
         };
         let row =
             ApprovalRow { user_code_hmac: Some(codes::code_hmac(&app.code_key, USER_CODE_PURPOSE, &user_code)), ..request.row(meta, now) };
-        match approvals::open(app, row, Opening::Fresh, meta).await? {
-            Outcome::Yes(_) => {}
+        match approvals::open(app, &row, Opening::Fresh, meta).await? {
+            Outcome::Opened => {}
             Outcome::Collision | Outcome::NoSuchCode => continue,
         }
         metrics::counter!("latchkey_device_authorizations_total").increment(1);

@@ -117,11 +117,13 @@ pub async fn redeem(
     };
     let row = request.row(meta, app.now());
     let opened = match codes::normalize(raw_code, PAIRING_CODE_LEN) {
-        Ok(code) => approvals::open(app, row, Opening::PairingCode(&codes::code_hmac(&app.code_key, PAIRING_PURPOSE, &code)), meta).await?,
+        Ok(code) => {
+            approvals::open(app, &row, Opening::PairingCode(&codes::code_hmac(&app.code_key, PAIRING_PURPOSE, &code)), meta).await?
+        }
         Err(_) => Outcome::NoSuchCode,
     };
     match opened {
-        Outcome::Yes(_) => Ok(Redeemed { device_code, interval: d.interval_secs, expires_in: d.pairing_ttl_secs }),
+        Outcome::Opened => Ok(Redeemed { device_code, interval: d.interval_secs, expires_in: d.pairing_ttl_secs }),
         Outcome::Collision | Outcome::NoSuchCode => {
             limits::count_code_failure(app, None, meta).await?;
             Audit::new(AuditKind::PairingCodeWrong).meta(meta).record(app).await?;

@@ -61,8 +61,8 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
         claimed_name: None,
     };
     let row = ApprovalRow { match_code: Some(match_code.clone()), ..request.row(meta, now) };
-    match approvals::open(app, row, Opening::Fresh, meta).await? {
-        Outcome::Yes(_) => {}
+    match approvals::open(app, &row, Opening::Fresh, meta).await? {
+        Outcome::Opened => {}
         // 128 random bits of id: a collision means a broken random source, not bad luck.
         Outcome::Collision | Outcome::NoSuchCode => return Err(anyhow::anyhow!("QR login id collision").into()),
     }

@@ -109,7 +109,7 @@ pub enum Collected {
 #[derive(Debug, Clone)]
 pub enum Redeemed {
     /// The code is consumed and its pending request opened.
-    Opened(ApprovalRow),
+    Opened(Box<ApprovalRow>),
     /// The requester's IP has its cap of pending requests; the code is left unused.
     CapReached,
     NoSuchCode,

@@ -221,7 +221,7 @@ impl ApprovalStore for PgStore {
         .map_err(conflict_or)?;
         insert_audit(&mut *tx, &AuditRow { user_id: Some(user_id), ..audit.clone() }).await?;
         tx.commit().await?;
-        Ok(Redeemed::Opened(approval))
+        Ok(Redeemed::Opened(Box::new(approval)))
     }
 }
 

@@ -221,7 +221,7 @@ impl ApprovalStore for SqliteStore {
             c.prepare_cached(&format!("{INSERT_APPROVAL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))?
                 .execute(approval_params(&approval).as_slice())?;
             insert_audit(c, &AuditRow { user_id: Some(user_id), ..audit })?;
-            Ok(Redeemed::Opened(approval))
+            Ok(Redeemed::Opened(Box::new(approval)))
         })
         .await
     }
