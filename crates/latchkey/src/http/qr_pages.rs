@@ -88,7 +88,7 @@ async fn phone_page(
     match qr::scan(&s.app, &caller, &id, &meta).await {
         Ok(view) => {
             let (jar, csrf) = csrf_token(jar, &s);
-            let ago = super::device_pages::ago(view.seconds_ago);
+            let ago = super::device_pages::ago(view.requester.seconds_ago);
             (jar, PhonePage { csrf, view, ago }).into_response()
         }
         Err(AppError::NotFound) => {

@@ -153,21 +153,17 @@ pub async fn browser_state(app: &App, a: &ApprovalRow) -> AppResult<BrowserState
     Ok(st)
 }
 
-/// What the phone sees after scanning.
+/// What the phone sees after scanning: the requester as the server saw it, as on every
+/// approval screen, and what only a QR login has.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PhoneView {
     pub id: String,
-    pub ip: String,
-    pub os: String,
-    pub browser: String,
-    pub requested_at: String,
-    pub seconds_ago: i64,
-    pub expires_in: i64,
+    #[serde(flatten)]
+    pub requester: approvals::RequesterFacts,
     /// Whether the browser and this phone appear to share a network (same IPv4 /24 or IPv6 /64).
     pub same_network: bool,
     /// Three numbers; one is what the browser shows.
     pub match_choices: Vec<String>,
-    pub state: State,
 }
 
 pub fn same_network(a: &str, b: &str) -> bool {
@@ -208,18 +204,11 @@ pub async fn scan(app: &App, caller: &Caller, id: &str, meta: &ClientMeta) -> Ap
     if a.scanned_at == Some(now) {
         app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
     }
-    let ua = user_agent::parse(&a.requester_ua);
     Ok(PhoneView {
         id: a.id.clone(),
         same_network: same_network(&a.requester_ip, &meta.ip),
-        ip: a.requester_ip.clone(),
-        os: ua.os,
-        browser: ua.browser,
-        requested_at: crate::clock::rfc3339(a.created_at),
-        seconds_ago: (now - a.created_at).max(0),
-        expires_in: (a.expires_at - now).max(0),
         match_choices: choices(app, &a),
-        state: approvals::state(&a, now),
+        requester: approvals::facts(app, &a).await?,
     })
 }
 
