@@ -4,6 +4,7 @@
 
 pub mod postgres;
 mod records;
+mod sql;
 pub mod sqlite;
 
 pub use records::*;

@@ -5,23 +5,17 @@ use super::*;
 #[async_trait]
 impl OpsStore for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query(sql::PING.pg).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn secret_or_insert(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
-        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(fresh)
-            .execute(&self.pool)
-            .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_one(&self.pool).await?)
+        sqlx::query(sql::INSERT_SECRET.pg).bind(name).bind(fresh).execute(&self.pool).await?;
+        Ok(sqlx::query_scalar(sql::SECRET.pg).bind(name).fetch_one(&self.pool).await?)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
-        Ok(sqlx::query_as("SELECT kid, seed, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(sql::SIGNING_KEYS.pg).fetch_all(&self.pool).await?)
     }
 
     async fn rotate_signing_key(&self, key: &SigningKeyRow, now: i64) -> StoreResult<()> {
@@ -29,8 +23,8 @@ impl OpsStore for PgStore {
         // Serialise rotations (from several instances or `keys rotate`), so that each one retires
         // the key the previous one added instead of tripping over the one-active-key index.
         xact_lock(&mut tx, LOCK_SIGNING_KEYS, "").await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL").bind(now).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO signing_keys (kid, seed, created_at, retired_at) VALUES ($1, $2, $3, NULL)")
+        sqlx::query(sql::RETIRE_SIGNING_KEYS.pg).bind(now).execute(&mut *tx).await?;
+        sqlx::query(sql::INSERT_SIGNING_KEY.pg)
             .bind(&key.kid)
             .bind(&key.seed)
             .bind(key.created_at)
@@ -42,37 +36,14 @@ impl OpsStore for PgStore {
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, seed, created_at, retired_at) SELECT $1, $2, $3, NULL \
-             WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL) ON CONFLICT DO NOTHING",
-        )
-        .bind(&key.kid)
-        .bind(&key.seed)
-        .bind(key.created_at)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::INSERT_FIRST_SIGNING_KEY.pg).bind(&key.kid).bind(&key.seed).bind(key.created_at).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn sweep(&self, now: i64, keep_dead: i64) -> StoreResult<u64> {
-        let day = 86_400;
-        let statements: [(&'static str, i64); 9] = [
-            ("DELETE FROM mfa_tokens WHERE expires_at < $1", now - day),
-            ("DELETE FROM email_codes WHERE expires_at < $1", now - day),
-            ("DELETE FROM device_trust WHERE expires_at < $1", now),
-            ("DELETE FROM rate_limits WHERE window_start < $1", now - 2 * day),
-            ("DELETE FROM login_failures WHERE last_failure_at < $1", now - day),
-            ("DELETE FROM pairing_codes WHERE expires_at < $1", now - day),
-            (
-                "DELETE FROM approvals WHERE expires_at < $1 AND id NOT IN (SELECT approval_id FROM pairing_codes WHERE approval_id IS NOT NULL)",
-                now - day,
-            ),
-            ("DELETE FROM sessions WHERE COALESCE(revoked_at, expires_at) < $1", now - keep_dead),
-            ("DELETE FROM refresh_tokens WHERE superseded_at IS NOT NULL AND expires_at < $1", now - day),
-        ];
         let mut deleted = 0;
-        for (sql, cutoff) in statements {
-            deleted += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
+        for (sql, cutoff) in sql::sweeps(now, keep_dead) {
+            deleted += sqlx::query(sql.pg).bind(cutoff).execute(&self.pool).await?.rows_affected();
         }
         Ok(deleted)
     }
@@ -82,22 +53,15 @@ impl OpsStore for PgStore {
     }
 
     async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, at, kind, user_id, device_id, ip, user_agent, detail FROM audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(user_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(sql::AUDIT_FOR_USER.pg).bind(user_id).bind(limit).fetch_all(&self.pool).await?)
     }
 
     async fn audit_all(&self, limit: i64) -> StoreResult<Vec<AuditRow>> {
-        Ok(sqlx::query_as("SELECT id, at, kind, user_id, device_id, ip, user_agent, detail FROM audit_events ORDER BY id DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(sql::AUDIT_ALL.pg).bind(limit).fetch_all(&self.pool).await?)
     }
 
+    /// PostgreSQL only: the windows are rows here, shared by every instance on the database;
+    /// SQLite, served by one process, keeps them in memory (`sqlite::memory`).
     async fn hit_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts> {
         let window = window.max(1);
         let start = now - now.rem_euclid(window);
@@ -118,6 +82,7 @@ impl OpsStore for PgStore {
         Ok(WindowCounts { current, previous })
     }
 
+    /// PostgreSQL only, as `hit_rate_limit`.
     async fn peek_rate_limit(&self, key: &str, window: i64, now: i64) -> StoreResult<WindowCounts> {
         let window = window.max(1);
         let start = now - now.rem_euclid(window);
@@ -133,27 +98,17 @@ impl OpsStore for PgStore {
     }
 
     async fn login_failures(&self, key: &str) -> StoreResult<Option<(u32, i64)>> {
-        let row: Option<(i64, i64)> = sqlx::query_as("SELECT failures, last_failure_at FROM login_failures WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(sql::LOGIN_FAILURES.pg).bind(key).fetch_optional(&self.pool).await?;
         Ok(row.map(|(f, at)| (u32::try_from(f).unwrap_or(u32::MAX), at)))
     }
 
     async fn record_login_failure(&self, key: &str, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO login_failures (key, failures, last_failure_at) VALUES ($1, 1, $2) \
-             ON CONFLICT (key) DO UPDATE SET failures = login_failures.failures + 1, last_failure_at = excluded.last_failure_at",
-        )
-        .bind(key)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(sql::RECORD_LOGIN_FAILURE.pg).bind(key).bind(now).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = $1").bind(key).execute(&self.pool).await?;
+        sqlx::query(sql::CLEAR_LOGIN_FAILURES.pg).bind(key).execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -3,19 +3,9 @@
 
 use super::*;
 
-/// Column lists, as macros so that `concat!` can build whole statements at compile time.
-macro_rules! session_cols {
-    () => {
-        "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason"
-    };
-}
-macro_rules! approval_cols {
-    () => {
-        "id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, requester_ip, \
-     requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, last_poll_at, slow_downs, \
-     poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at"
-    };
-}
+// Statements and column lists are in `store::sql`, shared with PostgreSQL; the names the approval
+// file uses are brought in here.
+use super::sql::{self, INSERT_APPROVAL, approval_cols};
 
 /// Reads a row into a struct whose fields are named, and ordered, like the selected columns.
 /// By position, since looking columns up by name cost more than the read on hot paths; debug
@@ -64,46 +54,10 @@ pub struct SqliteStore {
 }
 
 fn insert_session_rows(c: &Connection, d: &DeviceRow, s: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()> {
-    c.prepare_cached(
-        "INSERT INTO devices (id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, \
-         first_seen_at, last_seen_at, last_ip, trusted_until, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip",
-    )?
-    .execute(params![
-        d.id,
-        d.user_id,
-        d.name,
-        d.kind,
-        d.os,
-        d.browser,
-        d.user_agent,
-        d.authorized_by,
-        d.approved_by_device,
-        d.first_seen_at,
-        d.last_seen_at,
-        d.last_ip,
-        d.trusted_until,
-        d.revoked_at
-    ])?;
-    c.prepare_cached(
-        "INSERT INTO sessions (id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, \
-         expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-    )?
-    .execute(params![
-        s.id,
-        s.user_id,
-        s.device_id,
-        s.client_id,
-        s.scope,
-        s.amr,
-        s.web_token_hash,
-        s.created_at,
-        s.last_used_at,
-        s.expires_at
-    ])?;
+    c.prepare_cached(sql::INSERT_DEVICE.lite)?.execute(sql::device_values(d))?;
+    c.prepare_cached(sql::INSERT_SESSION.lite)?.execute(sql::session_values(s))?;
     if let Some(r) = refresh {
-        c.prepare_cached("INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")?
-            .execute(params![r.hash, r.session_id, r.client_id, r.created_at, r.expires_at])?;
+        c.prepare_cached(sql::INSERT_REFRESH.lite)?.execute(sql::refresh_values(r))?;
     }
     Ok(())
 }
@@ -128,31 +82,12 @@ text_column!(crate::domain::approval::Flow);
 text_column!(crate::domain::approval::Status);
 
 fn insert_audit(c: &Connection, e: &AuditRow) -> StoreResult<()> {
-    c.prepare_cached("INSERT INTO audit_events (at, kind, user_id, device_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")?
-        .execute(params![e.at, e.kind, e.user_id, e.device_id, e.ip, e.user_agent, e.detail])?;
+    c.prepare_cached(sql::INSERT_AUDIT.lite)?.execute(sql::audit_values(e))?;
     Ok(())
 }
 
 fn approval_params(a: &ApprovalRow) -> [&dyn ToSql; 17] {
-    [
-        &a.id,
-        &a.flow,
-        &a.device_code_hash,
-        &a.user_code_hmac,
-        &a.client_id,
-        &a.scope,
-        &a.status,
-        &a.created_at,
-        &a.expires_at,
-        &a.requester_ip,
-        &a.requester_ua,
-        &a.requester_name,
-        &a.requester_kind,
-        &a.user_id,
-        &a.approver_device_id,
-        &a.poll_interval,
-        &a.match_code,
-    ]
+    sql::approval_values(a).map(|v| v as &dyn ToSql)
 }
 
 fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
@@ -224,9 +159,6 @@ fn pairing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PairingCodeRow> {
 fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshTokenRow> {
     Ok(from_row!(r, RefreshTokenRow { hash, session_id, client_id, created_at, expires_at, superseded_at, successor_hash }))
 }
-
-const INSERT_APPROVAL: &str = "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
-     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, poll_interval, match_code)";
 
 impl SqliteStore {
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
