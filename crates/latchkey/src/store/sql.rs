@@ -108,14 +108,16 @@ macro_rules! trust_cols {
         "hash, user_id, device_id, created_at, expires_at, last_used_at, ip, user_agent"
     };
 }
-/// For `concat!` in the SQLite approval file, until its statements move here.
+/// The backends' own approval statements (the device-code poll) select these too.
 pub(crate) use approval_cols;
 
-pub const APPROVAL_COLS: &str = approval_cols!();
-
 /// The columns an approval is created with; [`approval_values`] lists its values in this order.
-pub const INSERT_APPROVAL: &str = "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
-     expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, poll_interval, match_code)";
+macro_rules! insert_approval {
+    () => {
+        "INSERT INTO approvals (id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, \
+         expires_at, requester_ip, requester_ua, requester_name, requester_kind, user_id, approver_device_id, poll_interval, match_code)"
+    };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Bound values.
@@ -401,6 +403,102 @@ pub const TAKE_TRUST: Sql = sql!(
 pub const REVOKE_TRUST: Sql = sql!("DELETE FROM device_trust WHERE user_id = $1 AND ($2 IS NULL OR device_id = $2)");
 pub const UNTRUST_DEVICES: Sql = sql!("UPDATE devices SET trusted_until = NULL WHERE user_id = $1 AND ($2 IS NULL OR id = $2)");
 
+// ---------------------------------------------------------------------------------------------
+// The cross-device approval machine (`domain::approval`). Each transition is one conditional
+// write; its WHERE is the machine's rule for it: approve and deny need `pending` and
+// `expires_at > now`, collect needs `approved` and `expires_at > now`, and the approver's
+// revocation ends `pending` or `approved`. tests/store drives these against the pure rule.
+
+/// A new request, under the per-IP cap of live pending requests (`$18`, 0: none) at `$19`.
+pub const CREATE_APPROVAL: Sql = sql!(concat!(
+    insert_approval!(),
+    " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
+     WHERE ($18 = 0 OR (SELECT COUNT(*) FROM approvals WHERE requester_ip = $10 AND status = 'pending' AND expires_at > $19) < $18)"
+));
+/// A new request whose cap was checked in the same transaction (a redeemed pairing code).
+pub const INSERT_APPROVAL: Sql =
+    sql!(concat!(insert_approval!(), " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"));
+pub const COUNT_PENDING_OF_IP: Sql =
+    sql!("SELECT COUNT(*) FROM approvals WHERE requester_ip = $1 AND status = 'pending' AND expires_at > $2");
+/// Scans every live pending request: see `service::limits::admit_pending` for how rarely.
+pub const COUNT_LIVE_PENDING: Sql = sql!("SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > $1");
+pub const APPROVAL: Sql = sql!(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE id = $1"));
+pub const APPROVAL_BY_USER_CODE: Sql = sql!(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE user_code_hmac = $1"));
+
+/// A decision: `$1` status, `$2` user, `$3` deciding device, `$4` now, `$5` a name for the new
+/// device, `$6`/`$7` a QR login's handoff hash and expiry, `$8` how the request is found.
+macro_rules! decide {
+    ($filter:expr) => {
+        sql!(concat!(
+            "UPDATE approvals SET status = $1, user_id = $2, approver_device_id = $3, decided_at = $4, \
+             requester_name = COALESCE($5, requester_name), handoff_hash = $6, handoff_expires_at = $7 WHERE ",
+            $filter,
+            " AND status = 'pending' AND expires_at > $4 RETURNING ",
+            approval_cols!()
+        ))
+    };
+}
+/// The device grant: by user code; the first account to decide binds it.
+pub const DECIDE_BY_USER_CODE: Sql = decide!("user_code_hmac = $8 AND flow = 'device_code' AND (user_id IS NULL OR user_id = $2)");
+/// Pairing: only the device that issued the code decides.
+pub const DECIDE_PAIRING: Sql = decide!("id = $8 AND flow = 'pairing' AND user_id = $2 AND approver_device_id = $3");
+/// QR login: only the device that scanned it decides.
+pub const DECIDE_QR: Sql = decide!("id = $8 AND flow = 'qr' AND user_id = $2 AND approver_device_id = $3");
+/// Abuse of the poll interval denies a pending request; an approved one is left to its collector.
+pub const DENY_FOR_ABUSE: Sql = sql!("UPDATE approvals SET status = 'denied', decided_at = $1 WHERE id = $2 AND status = 'pending'");
+/// A collection needs the approving device not to be revoked since.
+pub const COLLECT_BY_ID: Sql = sql!(
+    "UPDATE approvals SET status = 'collected', session_id = $1 WHERE id = $2 AND status = 'approved' AND expires_at > $3 \
+     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = approvals.approver_device_id AND d.revoked_at IS NOT NULL)"
+);
+pub const COLLECT_BY_HANDOFF: Sql = sql!(
+    "UPDATE approvals SET status = 'collected', handoff_used_at = $1, session_id = $2 \
+     WHERE handoff_hash = $3 AND device_code_hash = $4 AND flow = 'qr' AND status = 'approved' AND handoff_expires_at > $1 \
+     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = approvals.approver_device_id AND d.revoked_at IS NOT NULL)"
+);
+/// After a failed handoff: was it already exchanged (a replay), and for which session?
+pub const HANDOFF_USED: Sql = sql!(
+    "SELECT session_id, handoff_used_at FROM approvals \
+     WHERE handoff_hash = $1 AND device_code_hash = $2 AND status = 'collected' AND handoff_expires_at > $3"
+);
+/// The approver (`$3`) of user `$2` is revoked: what it decided, scanned or holds ends.
+pub const END_APPROVALS_OF_DEVICE: Sql = sql!(
+    "UPDATE approvals SET status = 'denied', decided_at = $1 \
+     WHERE user_id = $2 AND approver_device_id = $3 AND status IN ('pending', 'approved') AND expires_at > $1"
+);
+pub const END_PAIRING_CODES_OF_DEVICE: Sql = sql!(
+    "UPDATE pairing_codes SET expires_at = $1 WHERE user_id = $2 AND issuer_device_id = $3 AND redeemed_at IS NULL AND expires_at > $1"
+);
+/// The first signed-in device to open a live QR login locks it; the same device may look again.
+pub const SCAN_QR: Sql = sql!(concat!(
+    "UPDATE approvals SET user_id = $1, approver_device_id = $2, scanned_at = COALESCE(scanned_at, $3) \
+     WHERE id = $4 AND flow = 'qr' AND status = 'pending' AND expires_at > $3 \
+       AND (approver_device_id IS NULL OR (approver_device_id = $2 AND user_id = $1)) RETURNING ",
+    approval_cols!()
+));
+
+macro_rules! pairing_cols {
+    () => {
+        "id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at, redeemed_at, approval_id"
+    };
+}
+/// One live code per issuing device: a new code ends the previous one.
+pub const END_LIVE_PAIRING_CODES: Sql =
+    sql!("UPDATE pairing_codes SET expires_at = $1 WHERE issuer_device_id = $2 AND redeemed_at IS NULL AND expires_at > $1");
+pub const INSERT_PAIRING_CODE: Sql = sql!(
+    "INSERT INTO pairing_codes (id, user_id, issuer_device_id, code_hmac, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+pub const PAIRING_CODE: Sql = sql!(concat!("SELECT ", pairing_cols!(), " FROM pairing_codes WHERE id = $1"));
+pub const REDEEM_PAIRING_CODE: Sql = sql!(
+    "UPDATE pairing_codes SET redeemed_at = $1, approval_id = $2 \
+     WHERE code_hmac = $3 AND redeemed_at IS NULL AND expires_at > $1 RETURNING user_id, issuer_device_id, scope"
+);
+
+/// The values of a new pairing code, in [`INSERT_PAIRING_CODE`]'s order.
+pub fn pairing_code_values(c: &PairingCodeRow) -> [&dyn Param; 7] {
+    [&c.id, &c.user_id, &c.issuer_device_id, &c.code_hmac, &c.scope, &c.created_at, &c.expires_at]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +507,26 @@ mod tests {
     fn all() -> Vec<Sql> {
         let mut v = vec![
             PING,
+            CREATE_APPROVAL,
+            INSERT_APPROVAL,
+            COUNT_PENDING_OF_IP,
+            COUNT_LIVE_PENDING,
+            APPROVAL,
+            APPROVAL_BY_USER_CODE,
+            DECIDE_BY_USER_CODE,
+            DECIDE_PAIRING,
+            DECIDE_QR,
+            DENY_FOR_ABUSE,
+            COLLECT_BY_ID,
+            COLLECT_BY_HANDOFF,
+            HANDOFF_USED,
+            END_APPROVALS_OF_DEVICE,
+            END_PAIRING_CODES_OF_DEVICE,
+            SCAN_QR,
+            END_LIVE_PAIRING_CODES,
+            INSERT_PAIRING_CODE,
+            PAIRING_CODE,
+            REDEEM_PAIRING_CODE,
             INSERT_SECRET,
             SECRET,
             SIGNING_KEYS,

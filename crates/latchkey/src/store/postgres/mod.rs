@@ -23,7 +23,7 @@ pub struct PgStore {
 
 // Statements and column lists are in `store::sql`, shared with SQLite; the names the approval file
 // uses are brought in here.
-use super::sql::{self, APPROVAL_COLS, INSERT_APPROVAL, bind_pg};
+use super::sql::{self, approval_cols, bind_pg};
 
 fn conflict_or(e: sqlx::Error) -> StoreError {
     match &e {
@@ -44,13 +44,6 @@ async fn insert_session_rows(
         bind_pg(sqlx::query(sql::INSERT_REFRESH.pg), &sql::refresh_values(r)).execute(&mut **tx).await.map_err(conflict_or)?;
     }
     Ok(())
-}
-
-fn bind_approval<'q>(
-    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    a: &'q ApprovalRow,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    bind_pg(q, &sql::approval_values(a))
 }
 
 /// Advisory-lock classes (the first key of `pg_advisory_xact_lock(int, int)`).

@@ -5,7 +5,7 @@ use super::*;
 
 // Statements and column lists are in `store::sql`, shared with PostgreSQL; the names the approval
 // file uses are brought in here.
-use super::sql::{self, INSERT_APPROVAL, approval_cols};
+use super::sql::{self, approval_cols};
 
 /// Reads a row into a struct whose fields are named, and ordered, like the selected columns.
 /// By position, since looking columns up by name cost more than the read on hot paths; debug
@@ -84,10 +84,6 @@ text_column!(crate::domain::approval::Status);
 fn insert_audit(c: &Connection, e: &AuditRow) -> StoreResult<()> {
     c.prepare_cached(sql::INSERT_AUDIT.lite)?.execute(sql::audit_values(e))?;
     Ok(())
-}
-
-fn approval_params(a: &ApprovalRow) -> [&dyn ToSql; 17] {
-    sql::approval_values(a).map(|v| v as &dyn ToSql)
 }
 
 fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {

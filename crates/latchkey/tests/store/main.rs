@@ -5,6 +5,8 @@
 //! To add a test: `each_backend("name", |store| async move { … }).await` in a `#[tokio::test]`
 //! (multi-threaded for races); `race(n, |i| …)` runs `n` tasks at once and returns their answers.
 
+mod approvals;
+#[path = "../common/mod.rs"]
 mod common;
 
 use common::{PgSchema, test_database_url};
