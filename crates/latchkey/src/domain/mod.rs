@@ -7,6 +7,7 @@ pub mod device;
 pub mod email;
 pub mod password;
 pub mod policy;
+pub mod qr_image;
 pub mod scope;
 pub mod sealed;
 pub mod secret;

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::pages::{cookie, cookie_names, csrf_ok, csrf_refused, csrf_token, safe_next};
-use crate::service::mfa;
+use crate::service::login_mfa;
 use crate::service::{AppError, ClientMeta};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -45,7 +45,7 @@ async fn render(s: &AppState, jar: CookieJar, next: String, error: Option<String
     let Some(token) = jar.get(names.mfa).map(|c| c.value().to_owned()) else {
         return Redirect::to("/login").into_response();
     };
-    let methods = match mfa::pending_methods(&s.app, &token).await {
+    let methods = match login_mfa::pending_methods(&s.app, &token).await {
         Ok(m) => m,
         Err(AppError::Unauthorized) => return Redirect::to("/login").into_response(),
         Err(e) => return super::error::ApiError(e).into_response(),
@@ -70,7 +70,7 @@ async fn mfa_send_email(State(s): State<AppState>, jar: CookieJar, headers: Head
     }
     let next = safe_next(f.next.as_deref());
     let token = jar.get(cookie_names(s.app.secure_cookies).mfa).map(|c| c.value().to_owned()).unwrap_or_default();
-    match mfa::send_login_code(&s.app, &token).await {
+    match login_mfa::send_login_code(&s.app, &token).await {
         Ok(()) => render(&s, jar, next, None, Some("We sent a code to your e-mail address.".into()), StatusCode::OK).await,
         Err(AppError::RateLimited { retry_after }) => {
             render(
@@ -110,7 +110,7 @@ async fn mfa_submit(
     let names = cookie_names(s.app.secure_cookies);
     let next = safe_next(f.next.as_deref());
     let token = jar.get(names.mfa).map(|c| c.value().to_owned()).unwrap_or_default();
-    match mfa::verify(&s.app, &token, &f.method, &f.code, f.remember.is_some(), &meta).await {
+    match login_mfa::verify(&s.app, &token, &f.method, &f.code, f.remember.is_some(), &meta).await {
         Ok(signed) => {
             let secure = s.app.secure_cookies;
             let session = &signed.opened.session;
