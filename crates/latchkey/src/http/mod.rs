@@ -1,8 +1,8 @@
 //! The HTTP layer: routers per area, merged here, with the cross-cutting layers.
 
 pub mod api;
+pub mod device_grant_api;
 pub mod device_pages;
-pub mod devices_api;
 pub mod error;
 pub mod extract;
 pub mod mfa_api;
@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod pairing_api;
 pub mod qr_api;
 pub mod qr_pages;
 
@@ -71,7 +72,8 @@ pub fn router(state: AppState) -> Router {
         .merge(qr_pages::router())
         .merge(mfa_api::router())
         .merge(mfa_pages::router())
-        .merge(devices_api::router())
+        .merge(device_grant_api::router())
+        .merge(pairing_api::router())
         .merge(device_pages::router())
         .merge(oauth::router())
         .merge(ops::router())
