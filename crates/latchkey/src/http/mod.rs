@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(device_pages::router())
         .merge(oauth::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })

@@ -1,7 +1,19 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, generated from the handlers' annotations, and the two routes that
+//! serve it: `/api/openapi.json` and the offline docs page `/docs`.
 
+use super::AppState;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/openapi.json", get(openapi)).route("/docs", get(docs))
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,4 +48,42 @@ impl Modify for BearerAuth {
 
 pub fn spec() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], spec().to_pretty_json().unwrap_or_default()).into_response()
+}
+
+struct DocOp {
+    method: String,
+    path: String,
+    summary: String,
+    auth: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "docs.html")]
+struct DocsPage {
+    ops: Vec<DocOp>,
+}
+
+/// A docs page rendered on the server from the OpenAPI document: no CDN, works offline.
+async fn docs() -> DocsPage {
+    let spec = spec();
+    let mut ops = Vec::new();
+    for (path, item) in &spec.paths.paths {
+        let methods = [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete), ("PUT", &item.put), ("PATCH", &item.patch)];
+        for (m, op) in methods {
+            if let Some(op) = op {
+                let summary = op.summary.clone().or_else(|| op.description.clone()).unwrap_or_default();
+                ops.push(DocOp {
+                    method: m.into(),
+                    path: path.clone(),
+                    summary,
+                    auth: op.security.as_ref().is_some_and(|s| !s.is_empty()),
+                });
+            }
+        }
+    }
+    DocsPage { ops }
 }

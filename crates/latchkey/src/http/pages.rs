@@ -8,7 +8,7 @@ use crate::domain::secret;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::devices::{self, DeviceView};
 use crate::service::sessions::{self, Caller};
-use crate::service::{AppError, ClientMeta};
+use crate::service::{AppError, ClientMeta, accounts, audit};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -263,9 +263,9 @@ struct AccountPage {
 
 async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): WebUser) -> Response {
     let load = async {
-        let user = s.app.store.user_by_id(&caller.user_id).await?.ok_or(AppError::Unauthorized)?;
+        let user = accounts::profile(&s.app, &caller).await?;
         let devices = devices::list(&s.app, &caller).await?;
-        let events = s.app.store.audit_for_user(&caller.user_id, 20).await?;
+        let events = audit::for_user(&s.app, &caller, 20).await?;
         Ok::<_, AppError>((user, devices, events))
     };
     match load.await {

@@ -12,6 +12,7 @@ pub mod devices;
 pub mod enrolment;
 pub mod limits;
 pub mod login_mfa;
+pub mod ops;
 pub mod pairing;
 pub mod password;
 pub mod qr;
