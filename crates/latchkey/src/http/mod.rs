@@ -14,6 +14,7 @@ pub mod pages;
 pub mod pairing_api;
 pub mod qr_api;
 pub mod qr_pages;
+pub mod web;
 
 use crate::service::App;
 use axum::Router;

@@ -4,7 +4,7 @@ use super::AppState;
 use super::api::tokens_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
-use super::pages::cookie_names;
+use super::web::cookie_names;
 use crate::service::qr::{self, BrowserState, PhoneView, QrLogin};
 use crate::service::sessions::{Signed, TokenResponse};
 use crate::service::{AppError, ClientMeta};
