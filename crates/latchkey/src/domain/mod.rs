@@ -8,6 +8,7 @@ pub mod email;
 pub mod password;
 pub mod pkce;
 pub mod policy;
+pub mod qr_image;
 pub mod redirect_uri;
 pub mod scope;
 pub mod sealed;

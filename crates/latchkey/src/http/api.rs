@@ -7,10 +7,11 @@ use crate::clock::rfc3339;
 use crate::domain::device::DeviceInput;
 use crate::service::ClientMeta;
 use crate::service::accounts;
+use crate::service::audit;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::devices::{self, DeviceView};
-use crate::service::mfa::{MfaRequired, Signed};
-use crate::service::sessions::{self, TokenResponse};
+use crate::service::login_mfa::MfaRequired;
+use crate::service::sessions::{self, Signed, TokenResponse};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -182,7 +183,7 @@ pub struct Me {
 /// Who the bearer token belongs to.
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions", security(("bearer" = [])), responses((status = 200, body = Me), (status = 401)))]
 pub async fn me(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Me>, ApiError> {
-    let user = s.app.store.user_by_id(&caller.user_id).await?.ok_or(crate::service::AppError::Unauthorized)?;
+    let user = accounts::profile(&s.app, &caller).await?;
     Ok(Json(Me {
         user_id: user.id,
         email: user.email.unwrap_or_default(),
@@ -237,6 +238,6 @@ impl From<crate::store::AuditRow> for AuditEntry {
 /// The account's own security events, newest first (at most 100).
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), responses((status = 200, body = Vec<AuditEntry>), (status = 401)))]
 pub async fn audit(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let rows = s.app.store.audit_for_user(&caller.user_id, 100).await?;
+    let rows = audit::for_user(&s.app, &caller, 100).await?;
     Ok(Json(rows.into_iter().map(Into::into).collect()))
 }

@@ -3,7 +3,7 @@
 //! checked, and the code from `verification_uri_complete` only ever fills the form in.
 
 use super::AppState;
-use super::pages::{WebUser, csrf_ok, csrf_refused, csrf_token, message};
+use super::web::{CsrfForm, Empty, PageError, PagePath, PageQuery, WebUser, asset, csrf_token, decision, done};
 use crate::service::approvals::RequesterFacts;
 use crate::service::device_grant;
 use crate::service::pairing::{self, PairingStatus};
@@ -12,8 +12,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::CookieJar;
@@ -27,19 +27,19 @@ pub fn router() -> Router<AppState> {
         .route("/pair/{id}", get(pair_view))
         .route("/pair/{id}/status", get(pair_status_json))
         .route("/pair/{id}/{decision}", post(pair_decide))
-        .route("/static/pair.js", get(pair_js))
+        .route("/static/pair.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../static/pair.js")) }))
 }
 
-/// Maps a service error to a page: the user sees words, never JSON.
-fn error_page(e: AppError) -> Response {
+/// A code's errors in the words of these pages: wrong, expired and used codes are one 400.
+fn code_error(e: AppError) -> PageError {
     match e {
         AppError::RateLimited { retry_after } => {
-            message(StatusCode::TOO_MANY_REQUESTS, &format!("Too many wrong codes. Wait {retry_after} seconds before trying again."))
+            PageError::new(StatusCode::TOO_MANY_REQUESTS, format!("Too many wrong codes. Wait {retry_after} seconds before trying again."))
         }
-        AppError::BadRequest(text) | AppError::Conflict(text) => message(StatusCode::BAD_REQUEST, &text),
-        AppError::Invalid(p) => message(StatusCode::BAD_REQUEST, &p.message),
-        AppError::NotFound => message(StatusCode::NOT_FOUND, "There is no such pairing code on this device."),
-        other => super::error::ApiError(other).into_response(),
+        AppError::BadRequest(text) | AppError::Conflict(text) => PageError::new(StatusCode::BAD_REQUEST, text),
+        AppError::Invalid(p) => PageError::new(StatusCode::BAD_REQUEST, p.message),
+        AppError::NotFound => PageError::new(StatusCode::NOT_FOUND, "There is no such pairing code on this device."),
+        other => other.into(),
     }
 }
 
@@ -55,7 +55,7 @@ struct CodeQuery {
     user_code: Option<String>,
 }
 
-async fn device_form(State(s): State<AppState>, jar: CookieJar, _user: WebUser, Query(q): Query<CodeQuery>) -> Response {
+async fn device_form(State(s): State<AppState>, jar: CookieJar, _user: WebUser, PageQuery(q): PageQuery<CodeQuery>) -> Response {
     let (jar, csrf) = csrf_token(jar, &s);
     // Only letters, spaces and dashes are echoed back into the form.
     let user_code: String =
@@ -75,6 +75,7 @@ struct DeviceConfirm {
 #[derive(Deserialize)]
 struct CodeForm {
     user_code: String,
+    /// Checked already; carried into the confirmation form.
     csrf: String,
 }
 
@@ -90,27 +91,17 @@ pub fn ago(secs: i64) -> String {
 async fn device_confirm(
     State(s): State<AppState>,
     meta: ClientMeta,
-    jar: CookieJar,
-    headers: HeaderMap,
     WebUser(caller): WebUser,
-    axum::Form(f): axum::Form<CodeForm>,
-) -> Response {
-    if !csrf_ok(&jar, &headers, &s, &f.csrf) {
-        return csrf_refused();
-    }
-    match device_grant::lookup(&s.app, &caller, &f.user_code, &meta).await {
-        Ok((_, facts)) => {
-            let ago = ago(facts.seconds_ago);
-            DeviceConfirm { csrf: f.csrf, user_code: f.user_code, facts, ago }.into_response()
-        }
-        Err(e) => error_page(e),
-    }
+    CsrfForm(f): CsrfForm<CodeForm>,
+) -> Result<DeviceConfirm, PageError> {
+    let (_, facts) = device_grant::lookup(&s.app, &caller, &f.user_code, &meta).await.map_err(code_error)?;
+    let ago = ago(facts.seconds_ago);
+    Ok(DeviceConfirm { csrf: f.csrf, user_code: f.user_code, facts, ago })
 }
 
 #[derive(Deserialize)]
 struct DecisionForm {
     user_code: String,
-    csrf: String,
     decision: String,
     device_name: Option<String>,
 }
@@ -118,25 +109,17 @@ struct DecisionForm {
 async fn device_decision(
     State(s): State<AppState>,
     meta: ClientMeta,
-    jar: CookieJar,
-    headers: HeaderMap,
     WebUser(caller): WebUser,
-    axum::Form(f): axum::Form<DecisionForm>,
-) -> Response {
-    if !csrf_ok(&jar, &headers, &s, &f.csrf) {
-        return csrf_refused();
-    }
-    let approve = match f.decision.as_str() {
-        "approve" => true,
-        "deny" => false,
-        _ => return message(StatusCode::BAD_REQUEST, "Choose Approve or Deny."),
-    };
+    CsrfForm(f): CsrfForm<DecisionForm>,
+) -> Result<Response, PageError> {
+    let approve = decision(&f.decision).ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, "Choose Approve or Deny."))?;
     let name = f.device_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    match device_grant::decide(&s.app, &caller, &f.user_code, approve, name, &meta).await {
-        Ok(_) if approve => message(StatusCode::OK, "Device approved. It will be signed in within a few seconds; you can close this page."),
-        Ok(_) => message(StatusCode::OK, "Request denied. The device was not signed in."),
-        Err(e) => error_page(e),
-    }
+    device_grant::decide(&s.app, &caller, &f.user_code, approve, name, &meta).await.map_err(code_error)?;
+    Ok(done(if approve {
+        "Device approved. It will be signed in within a few seconds; you can close this page."
+    } else {
+        "Request denied. The device was not signed in."
+    }))
 }
 
 #[derive(Template, WebTemplate)]
@@ -163,81 +146,55 @@ struct PairPage {
 
 #[derive(Deserialize)]
 struct CsrfOnly {
+    /// Checked already; carried into the page's Allow and Deny forms.
     csrf: String,
 }
 
 async fn pair_create(
     State(s): State<AppState>,
     meta: ClientMeta,
-    jar: CookieJar,
-    headers: HeaderMap,
     WebUser(caller): WebUser,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if !csrf_ok(&jar, &headers, &s, &f.csrf) {
-        return csrf_refused();
-    }
-    let created = match pairing::create(&s.app, &caller, None, &meta).await {
-        Ok(c) => c,
-        Err(e) => return error_page(e),
-    };
-    match pairing::status(&s.app, &caller, &created.id).await {
-        Ok(status) => {
-            PairPage { csrf: f.csrf, id: created.id, code: Some(created.code), expires_in: status.expires_in, ago: String::new(), status }
-                .into_response()
-        }
-        Err(e) => error_page(e),
-    }
+    CsrfForm(f): CsrfForm<CsrfOnly>,
+) -> Result<PairPage, PageError> {
+    let created = pairing::create(&s.app, &caller, None, &meta).await.map_err(code_error)?;
+    let status = pairing::status(&s.app, &caller, &created.id).await.map_err(code_error)?;
+    Ok(PairPage { csrf: f.csrf, id: created.id, code: Some(created.code), expires_in: status.expires_in, ago: String::new(), status })
 }
 
-async fn pair_view(State(s): State<AppState>, jar: CookieJar, WebUser(caller): WebUser, Path(id): Path<String>) -> Response {
+async fn pair_view(
+    State(s): State<AppState>,
+    jar: CookieJar,
+    WebUser(caller): WebUser,
+    PagePath(id): PagePath<String>,
+) -> Result<Response, PageError> {
     let (jar, csrf) = csrf_token(jar, &s);
-    match pairing::status(&s.app, &caller, &id).await {
-        Ok(status) => {
-            let ago = status.requester.as_ref().map(|r| ago(r.seconds_ago)).unwrap_or_default();
-            (jar, PairPage { csrf, id, code: None, expires_in: status.expires_in, status, ago }).into_response()
-        }
-        Err(e) => error_page(e),
-    }
+    let status = pairing::status(&s.app, &caller, &id).await.map_err(code_error)?;
+    let ago = status.requester.as_ref().map(|r| ago(r.seconds_ago)).unwrap_or_default();
+    Ok((jar, PairPage { csrf, id, code: None, expires_in: status.expires_in, status, ago }).into_response())
 }
 
-/// What `/pair` polls to show who joined, live.
-async fn pair_status_json(State(s): State<AppState>, WebUser(caller): WebUser, Path(id): Path<String>) -> Response {
-    match pairing::status(&s.app, &caller, &id).await {
-        Ok(status) => Json(status).into_response(),
-        Err(e) => super::error::ApiError(e).into_response(),
-    }
+/// What `/pair` polls to show who joined, live: JSON for its script, errors as problems.
+async fn pair_status_json(
+    State(s): State<AppState>,
+    WebUser(caller): WebUser,
+    Path(id): Path<String>,
+) -> Result<Json<PairingStatus>, super::error::ApiError> {
+    Ok(Json(pairing::status(&s.app, &caller, &id).await?))
 }
 
 /// `POST /pair/{id}/approve` or `/pair/{id}/deny`.
 async fn pair_decide(
     State(s): State<AppState>,
     meta: ClientMeta,
-    jar: CookieJar,
-    headers: HeaderMap,
     WebUser(caller): WebUser,
-    Path((id, decision)): Path<(String, String)>,
-    axum::Form(f): axum::Form<CsrfOnly>,
-) -> Response {
-    if !csrf_ok(&jar, &headers, &s, &f.csrf) {
-        return csrf_refused();
-    }
-    let approve = match decision.as_str() {
-        "approve" => true,
-        "deny" => false,
-        _ => return message(StatusCode::NOT_FOUND, "No such page."),
-    };
-    match pairing::decide(&s.app, &caller, &id, approve, &meta).await {
-        Ok(_) if approve => message(StatusCode::OK, "Device allowed. It is now signed in to your account and listed on your account page."),
-        Ok(_) => message(StatusCode::OK, "Device denied. It was not signed in."),
-        Err(e) => error_page(e),
-    }
-}
-
-async fn pair_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        include_str!("../../static/pair.js"),
-    )
-        .into_response()
+    PagePath((id, word)): PagePath<(String, String)>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Response, PageError> {
+    let approve = decision(&word).ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, "No such page."))?;
+    pairing::decide(&s.app, &caller, &id, approve, &meta).await.map_err(code_error)?;
+    Ok(done(if approve {
+        "Device allowed. It is now signed in to your account and listed on your account page."
+    } else {
+        "Device denied. It was not signed in."
+    }))
 }

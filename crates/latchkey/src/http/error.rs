@@ -1,12 +1,13 @@
-//! One mapping from `AppError` to responses: RFC 9457 problem details on `/api` and pages'
-//! fallbacks, RFC 6749 §5.2 errors on `/oauth`. 5xx log their cause and never echo it.
+//! One mapping from `AppError` to responses: RFC 9457 problem details on `/api` and the
+//! router's fallbacks, RFC 6749 §5.2 errors on `/oauth` (pages use `web::PageError`, which
+//! takes its status from here). 5xx log their cause and never echo it.
 
 use crate::service::AppError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-fn status(e: &AppError) -> StatusCode {
+pub(super) fn status(e: &AppError) -> StatusCode {
     match e {
         AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::BadRequest(_) | AppError::InvalidGrant(_) | AppError::InvalidScope(_) => StatusCode::BAD_REQUEST,
@@ -21,7 +22,7 @@ fn status(e: &AppError) -> StatusCode {
     }
 }
 
-fn detail(e: &AppError) -> String {
+pub(super) fn detail(e: &AppError) -> String {
     match e {
         AppError::Internal(err) => {
             tracing::error!(error = ?err, "internal error");
@@ -31,12 +32,16 @@ fn detail(e: &AppError) -> String {
     }
 }
 
-fn retry_after(e: &AppError, resp: &mut Response) {
-    let secs = match e {
+/// When to ask again, for the errors that have an answer to that.
+pub(super) fn retry_after(e: &AppError) -> Option<u64> {
+    match e {
         AppError::RateLimited { retry_after } => Some(*retry_after),
         AppError::Overloaded => Some(1),
         _ => None,
-    };
+    }
+}
+
+pub(super) fn set_retry_after(resp: &mut Response, secs: Option<u64>) {
     if let Some(s) = secs
         && let Ok(v) = HeaderValue::from_str(&s.to_string())
     {
@@ -68,7 +73,7 @@ impl IntoResponse for ApiError {
             body["errors"] = json!([{ "field": p.field, "message": p.message }]);
         }
         let mut resp = (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
-        retry_after(&e, &mut resp);
+        set_retry_after(&mut resp, retry_after(&e));
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -114,7 +119,7 @@ impl IntoResponse for OAuthError {
         };
         let body = json!({ "error": code, "error_description": description });
         let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-        retry_after(&e, &mut resp);
+        set_retry_after(&mut resp, retry_after(&e));
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
         }

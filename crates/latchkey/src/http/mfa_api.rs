@@ -5,9 +5,10 @@ use super::api::tokens_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
 use crate::service::ClientMeta;
-use crate::service::mfa::{self, RecoveryCodes, TotpEnrolment};
+use crate::service::enrolment::{self, RecoveryCodes, TotpEnrolment};
 use crate::service::password;
 use crate::service::sessions::TokenResponse;
+use crate::service::{login_mfa, trust};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -50,7 +51,7 @@ pub async fn verify(
     meta: ClientMeta,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let signed = mfa::verify(&s.app, &req.mfa_token, &req.method, &req.code, req.remember_device, &meta).await?;
+    let signed = login_mfa::verify(&s.app, &req.mfa_token, &req.method, &req.code, req.remember_device, &meta).await?;
     Ok(Json(tokens_of(signed)?))
 }
 
@@ -64,7 +65,7 @@ pub struct MfaTokenOnly {
 #[utoipa::path(post, path = "/api/v1/mfa/email/send", tag = "second factors", request_body = MfaTokenOnly,
     responses((status = 202), (status = 401), (status = 429, description = "a code was sent moments ago")))]
 pub async fn send_email_code(State(s): State<AppState>, ApiJson(req): ApiJson<MfaTokenOnly>) -> Result<StatusCode, ApiError> {
-    mfa::send_login_code(&s.app, &req.mfa_token).await?;
+    login_mfa::send_login_code(&s.app, &req.mfa_token).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -72,7 +73,7 @@ pub async fn send_email_code(State(s): State<AppState>, ApiJson(req): ApiJson<Mf
 #[utoipa::path(post, path = "/api/v1/mfa/totp", tag = "second factors", security(("bearer" = [])),
     responses((status = 200, body = TotpEnrolment), (status = 403, description = "sign in again first"), (status = 409, description = "TOTP is already on")))]
 pub async fn start_totp(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<TotpEnrolment>, ApiError> {
-    Ok(Json(mfa::start_totp(&s.app, &caller).await?))
+    Ok(Json(enrolment::start_totp(&s.app, &caller).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -90,7 +91,7 @@ pub async fn confirm_totp(
     AuthUser(caller): AuthUser,
     ApiJson(req): ApiJson<CodeOnly>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
-    Ok(Json(mfa::confirm_totp(&s.app, &caller, &req.code, &meta).await?))
+    Ok(Json(enrolment::confirm_totp(&s.app, &caller, &req.code, &meta).await?))
 }
 
 /// Turn TOTP off, with a current code or a recovery code.
@@ -102,7 +103,7 @@ pub async fn disable_totp(
     AuthUser(caller): AuthUser,
     ApiJson(req): ApiJson<CodeOnly>,
 ) -> Result<StatusCode, ApiError> {
-    mfa::disable_totp(&s.app, &caller, &req.code, &meta).await?;
+    enrolment::disable_totp(&s.app, &caller, &req.code, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -128,7 +129,7 @@ pub async fn enrol_email(
     AuthUser(caller): AuthUser,
     ApiJson(req): ApiJson<EmailEnrol>,
 ) -> Result<Json<EmailEnrolled>, ApiError> {
-    let enabled = mfa::enrol_email(&s.app, &caller, req.code.as_deref(), &meta).await?;
+    let enabled = enrolment::enrol_email(&s.app, &caller, req.code.as_deref(), &meta).await?;
     Ok(Json(EmailEnrolled { status: if enabled { "enabled" } else { "sent" } }))
 }
 
@@ -144,7 +145,7 @@ pub async fn forget_all_devices(
     meta: ClientMeta,
     AuthUser(caller): AuthUser,
 ) -> Result<Json<Forgotten>, ApiError> {
-    Ok(Json(Forgotten { devices_forgotten: mfa::forget_device(&s.app, &caller, None, &meta).await? }))
+    Ok(Json(Forgotten { devices_forgotten: trust::forget_device(&s.app, &caller, None, &meta).await? }))
 }
 
 /// Forget one remembered device.
@@ -156,7 +157,7 @@ pub async fn forget_device(
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Forgotten>, ApiError> {
-    Ok(Json(Forgotten { devices_forgotten: mfa::forget_device(&s.app, &caller, Some(&id), &meta).await? }))
+    Ok(Json(Forgotten { devices_forgotten: trust::forget_device(&s.app, &caller, Some(&id), &meta).await? }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -1,17 +1,17 @@
 //! `/mfa`: the second step of a browser login, with "Remember this device".
 
 use super::AppState;
-use super::pages::{cookie, cookie_names, csrf_ok, csrf_refused, csrf_token, safe_next};
-use crate::service::mfa;
+use super::web::{CsrfForm, PageError, PageQuery, cookie_names, csrf_token, forget, safe_next, signed_in};
+use crate::service::login_mfa;
 use crate::service::{AppError, ClientMeta};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum_extra::extract::cookie::{Cookie, CookieJar};
+use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -35,62 +35,64 @@ impl MfaPage {
     }
 }
 
+/// What the page says above the form.
+enum Say {
+    Nothing,
+    Notice(String),
+    Error(StatusCode, String),
+}
+
+/// The mfa_token of this browser's pending login (empty when it has none: the service refuses it).
+fn pending_token(jar: &CookieJar, s: &AppState) -> String {
+    jar.get(cookie_names(s.app.secure_cookies).mfa).map(|c| c.value().to_owned()).unwrap_or_default()
+}
+
+/// A login that is over (or never started) goes back to `/login`; other errors are pages.
+fn restart(e: AppError) -> Result<Response, PageError> {
+    match e {
+        AppError::Unauthorized => Ok(Redirect::to("/login").into_response()),
+        other => Err(other.into()),
+    }
+}
+
+async fn render(s: &AppState, jar: CookieJar, next: String, say: Say) -> Result<Response, PageError> {
+    let methods = match login_mfa::pending_methods(&s.app, &pending_token(&jar, s)).await {
+        Ok(m) => m,
+        Err(e) => return restart(e),
+    };
+    let (status, error, notice) = match say {
+        Say::Nothing => (StatusCode::OK, None, None),
+        Say::Notice(text) => (StatusCode::OK, None, Some(text)),
+        Say::Error(status, text) => (status, Some(text), None),
+    };
+    let (jar, csrf) = csrf_token(jar, s);
+    Ok((status, jar, MfaPage { csrf, next, methods, remember_days: s.app.settings.mfa.remember_days, error, notice }).into_response())
+}
+
 #[derive(Deserialize)]
 struct NextQuery {
     next: Option<String>,
 }
 
-async fn render(s: &AppState, jar: CookieJar, next: String, error: Option<String>, notice: Option<String>, status: StatusCode) -> Response {
-    let names = cookie_names(s.app.secure_cookies);
-    let Some(token) = jar.get(names.mfa).map(|c| c.value().to_owned()) else {
-        return Redirect::to("/login").into_response();
-    };
-    let methods = match mfa::pending_methods(&s.app, &token).await {
-        Ok(m) => m,
-        Err(AppError::Unauthorized) => return Redirect::to("/login").into_response(),
-        Err(e) => return super::error::ApiError(e).into_response(),
-    };
-    let (jar, csrf) = csrf_token(jar, s);
-    (status, jar, MfaPage { csrf, next, methods, remember_days: s.app.settings.mfa.remember_days, error, notice }).into_response()
+async fn mfa_form(State(s): State<AppState>, jar: CookieJar, PageQuery(q): PageQuery<NextQuery>) -> Result<Response, PageError> {
+    render(&s, jar, safe_next(q.next.as_deref()), Say::Nothing).await
 }
 
-async fn mfa_form(State(s): State<AppState>, jar: CookieJar, Query(q): Query<NextQuery>) -> Response {
-    render(&s, jar, safe_next(q.next.as_deref()), None, None, StatusCode::OK).await
-}
-
-#[derive(Deserialize)]
-struct SendForm {
-    csrf: String,
-    next: Option<String>,
-}
-
-async fn mfa_send_email(State(s): State<AppState>, jar: CookieJar, headers: HeaderMap, axum::Form(f): axum::Form<SendForm>) -> Response {
-    if !csrf_ok(&jar, &headers, &s, &f.csrf) {
-        return csrf_refused();
-    }
+async fn mfa_send_email(State(s): State<AppState>, jar: CookieJar, CsrfForm(f): CsrfForm<NextQuery>) -> Result<Response, PageError> {
     let next = safe_next(f.next.as_deref());
-    let token = jar.get(cookie_names(s.app.secure_cookies).mfa).map(|c| c.value().to_owned()).unwrap_or_default();
-    match mfa::send_login_code(&s.app, &token).await {
-        Ok(()) => render(&s, jar, next, None, Some("We sent a code to your e-mail address.".into()), StatusCode::OK).await,
-        Err(AppError::RateLimited { retry_after }) => {
-            render(
-                &s,
-                jar,
-                next,
-                Some(format!("A code was sent moments ago. Wait {retry_after} seconds to ask for another.")),
-                None,
-                StatusCode::TOO_MANY_REQUESTS,
-            )
-            .await
-        }
-        Err(AppError::Unauthorized) => Redirect::to("/login").into_response(),
-        Err(e) => super::error::ApiError(e).into_response(),
-    }
+    let say = match login_mfa::send_login_code(&s.app, &pending_token(&jar, &s)).await {
+        Ok(()) => Say::Notice("We sent a code to your e-mail address.".into()),
+        Err(AppError::RateLimited { retry_after }) => Say::Error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("A code was sent moments ago. Wait {retry_after} seconds to ask for another."),
+        ),
+        Err(e) => return restart(e),
+    };
+    render(&s, jar, next, say).await
 }
 
 #[derive(Deserialize)]
 struct VerifyForm {
-    csrf: String,
     method: String,
     code: String,
     remember: Option<String>,
@@ -101,34 +103,15 @@ async fn mfa_submit(
     State(s): State<AppState>,
     meta: ClientMeta,
     jar: CookieJar,
-    headers: HeaderMap,
-    axum::Form(f): axum::Form<VerifyForm>,
-) -> Response {
-    if !csrf_ok(&jar, &headers, &s, &f.csrf) {
-        return csrf_refused();
-    }
-    let names = cookie_names(s.app.secure_cookies);
+    CsrfForm(f): CsrfForm<VerifyForm>,
+) -> Result<Response, PageError> {
     let next = safe_next(f.next.as_deref());
-    let token = jar.get(names.mfa).map(|c| c.value().to_owned()).unwrap_or_default();
-    match mfa::verify(&s.app, &token, &f.method, &f.code, f.remember.is_some(), &meta).await {
+    match login_mfa::verify(&s.app, &pending_token(&jar, &s), &f.method, &f.code, f.remember.is_some(), &meta).await {
         Ok(signed) => {
-            let secure = s.app.secure_cookies;
-            let session = &signed.opened.session;
-            let mut jar = jar
-                .add(cookie(
-                    names.session,
-                    signed.opened.web_token.clone().unwrap_or_default(),
-                    secure,
-                    session.expires_at - session.created_at,
-                ))
-                .remove(Cookie::build(names.mfa).path("/"));
-            if let Some(t) = signed.trust_token {
-                jar = jar.add(cookie(names.trust, t, secure, s.app.settings.mfa.remember_days as i64 * 86_400));
-            }
-            (jar, Redirect::to(&next)).into_response()
+            let jar = forget(signed_in(jar, &s, &signed.opened, signed.trust_token), cookie_names(s.app.secure_cookies).mfa);
+            Ok((jar, Redirect::to(&next)).into_response())
         }
-        Err(AppError::Unauthorized) => Redirect::to("/login").into_response(),
-        Err(AppError::BadRequest(text)) => render(&s, jar, next, Some(text), None, StatusCode::BAD_REQUEST).await,
-        Err(e) => super::error::ApiError(e).into_response(),
+        Err(AppError::BadRequest(text)) => render(&s, jar, next, Say::Error(StatusCode::BAD_REQUEST, text)).await,
+        Err(e) => restart(e),
     }
 }

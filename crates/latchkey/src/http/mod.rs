@@ -1,8 +1,8 @@
 //! The HTTP layer: routers per area, merged here, with the cross-cutting layers.
 
 pub mod api;
+pub mod device_grant_api;
 pub mod device_pages;
-pub mod devices_api;
 pub mod error;
 pub mod extract;
 pub mod mfa_api;
@@ -11,8 +11,10 @@ pub mod oauth;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod pairing_api;
 pub mod qr_api;
 pub mod qr_pages;
+pub mod web;
 
 use crate::service::App;
 use axum::Router;
@@ -24,8 +26,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -71,10 +75,12 @@ pub fn router(state: AppState) -> Router {
         .merge(qr_pages::router())
         .merge(mfa_api::router())
         .merge(mfa_pages::router())
-        .merge(devices_api::router())
+        .merge(device_grant_api::router())
+        .merge(pairing_api::router())
         .merge(device_pages::router())
         .merge(oauth::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })
@@ -86,12 +92,25 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        // Outermost but for panics: the id is set (or a client's kept) first, the span opened
+        // with it covers every layer within, and the response carries it back.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::custom(|_| error::problem(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server")));
     if state.app.secure_cookies {
         router = router
             .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
     }
     router.with_state(state)
+}
+
+/// The span every log line of one request is in: method, route template (not the raw path, which
+/// may hold ids and codes) and the request id, which the response carries as `x-request-id`.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", method = %req.method(), route, request_id = id)
 }
 
 /// Requests and latency by route template (never by raw path: ids would explode the series).

@@ -1,7 +1,19 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, generated from the handlers' annotations, and the two routes that
+//! serve it: `/api/openapi.json` and the offline docs page `/docs`.
 
+use super::AppState;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/openapi.json", get(openapi)).route("/docs", get(docs))
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,8 +24,8 @@ use utoipa::{Modify, OpenApi};
         super::qr_api::create, super::qr_api::status, super::qr_api::scan, super::qr_api::approve, super::qr_api::deny, super::qr_api::handoff,
         super::mfa_api::verify, super::mfa_api::send_email_code, super::mfa_api::start_totp, super::mfa_api::confirm_totp, super::mfa_api::disable_totp,
         super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password, super::mfa_api::add_email,
-        super::devices_api::approve_user_code, super::devices_api::deny_user_code, super::devices_api::create_pairing_code,
-        super::devices_api::redeem_pairing_code, super::devices_api::pairing_status, super::devices_api::approve_pairing, super::devices_api::deny_pairing,
+        super::device_grant_api::approve_user_code, super::device_grant_api::deny_user_code, super::pairing_api::create_pairing_code,
+        super::pairing_api::redeem_pairing_code, super::pairing_api::pairing_status, super::pairing_api::approve_pairing, super::pairing_api::deny_pairing,
         super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
         super::ops::healthz, super::ops::readyz,
     ),
@@ -36,4 +48,42 @@ impl Modify for BearerAuth {
 
 pub fn spec() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], spec().to_pretty_json().unwrap_or_default()).into_response()
+}
+
+struct DocOp {
+    method: String,
+    path: String,
+    summary: String,
+    auth: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "docs.html")]
+struct DocsPage {
+    ops: Vec<DocOp>,
+}
+
+/// A docs page rendered on the server from the OpenAPI document: no CDN, works offline.
+async fn docs() -> DocsPage {
+    let spec = spec();
+    let mut ops = Vec::new();
+    for (path, item) in &spec.paths.paths {
+        let methods = [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete), ("PUT", &item.put), ("PATCH", &item.patch)];
+        for (m, op) in methods {
+            if let Some(op) = op {
+                let summary = op.summary.clone().or_else(|| op.description.clone()).unwrap_or_default();
+                ops.push(DocOp {
+                    method: m.into(),
+                    path: path.clone(),
+                    summary,
+                    auth: op.security.as_ref().is_some_and(|s| !s.is_empty()),
+                });
+            }
+        }
+    }
+    DocsPage { ops }
 }

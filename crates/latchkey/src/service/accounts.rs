@@ -90,3 +90,8 @@ pub async fn add_email(app: &App, caller: &crate::service::sessions::Caller, ema
         .await?;
     Ok(())
 }
+
+/// The caller's own account. A session whose account is gone is no session.
+pub async fn profile(app: &App, caller: &crate::service::sessions::Caller) -> AppResult<UserRow> {
+    app.store.user_by_id(&caller.user_id).await?.ok_or(AppError::Unauthorized)
+}

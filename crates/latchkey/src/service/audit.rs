@@ -1,7 +1,13 @@
 //! The audit trail: every security event with time, user, device, IP and User-Agent.
 
+use crate::service::sessions::Caller;
 use crate::service::{App, AppResult, ClientMeta};
 use crate::store::AuditRow;
+
+/// The caller's own account's events, newest first, at most `limit`.
+pub async fn for_user(app: &App, caller: &Caller, limit: i64) -> AppResult<Vec<AuditRow>> {
+    Ok(app.store.audit_for_user(&caller.user_id, limit).await?)
+}
 
 /// The kinds of event, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,10 @@
 use super::audit::{Audit, AuditKind};
 use super::clients::{self, CLI_CLIENT, WEB_CLIENT};
 use super::limits;
-use super::mfa::{self, MfaRequired, Signed};
-use super::sessions::{self, AuthorizedBy, NewSession};
+use super::login_mfa::{self, MfaRequired};
+use super::second_factor;
+use super::sessions::{self, AuthorizedBy, NewSession, Signed};
+use super::trust;
 use crate::domain::device::{DeviceFacts, DeviceInput};
 use crate::domain::{Email, Password, Scope, policy};
 use crate::service::{App, AppError, AppResult, ClientMeta};
@@ -86,18 +88,19 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     let mut existing_device = None;
     let mut trust_token = None;
     let mut amr = vec!["pwd"];
-    let methods = mfa::methods(app, &user.id).await?;
+    let methods = second_factor::methods(app, &user.id).await?;
     if !methods.is_empty() {
         match req.device_trust_token.as_deref() {
-            Some(t) if let Some((device_id, next)) = mfa::use_trust(app, &user.id, t, meta).await? => {
+            Some(t) if let Some((device_id, next)) = trust::use_trust(app, &user.id, t, meta).await? => {
                 Audit::new(AuditKind::MfaSkippedTrustedDevice).user(&user.id).device(&device_id).meta(meta).record(app).await?;
                 existing_device = Some(device_id);
                 trust_token = Some(next);
                 amr.push("trusted_device");
             }
             _ => {
-                let pending = mfa::Pending { client_id: &client_id, scope: &scope.to_string(), device: req.device.as_ref(), web: req.web };
-                let required = mfa::start(app, &user, pending, meta, methods).await?;
+                let pending =
+                    login_mfa::Pending { client_id: &client_id, scope: &scope.to_string(), device: req.device.as_ref(), web: req.web };
+                let required = login_mfa::start(app, &user, pending, meta, methods).await?;
                 Audit::new(AuditKind::LoginSecondFactorRequired)
                     .user(&user.id)
                     .meta(meta)

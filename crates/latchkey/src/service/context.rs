@@ -152,6 +152,13 @@ impl From<crate::passwords::HashError> for AppError {
     }
 }
 
+/// The server draws QR codes only of its own short URLs: one that does not fit is a bug.
+impl From<qrcode::types::QrError> for AppError {
+    fn from(e: qrcode::types::QrError) -> Self {
+        AppError::Internal(anyhow::anyhow!("QR code: {e}"))
+    }
+}
+
 pub type AppResult<T> = Result<T, AppError>;
 
 #[cfg(test)]

@@ -9,12 +9,16 @@ pub mod clients;
 mod context;
 pub mod device_grant;
 pub mod devices;
+pub mod enrolment;
 pub mod limits;
-pub mod mfa;
+pub mod login_mfa;
+pub mod ops;
 pub mod pairing;
 pub mod password;
 pub mod qr;
+pub mod second_factor;
 pub mod sessions;
 pub mod tokens;
+pub mod trust;
 
 pub use context::{App, AppError, AppResult, ClientMeta};

@@ -68,7 +68,7 @@ pub async fn create(app: &App, meta: &ClientMeta) -> AppResult<QrLogin> {
     }
     metrics::counter!("latchkey_qr_logins_total").increment(1);
     let url = format!("{}/q/{id}", app.issuer);
-    Ok(QrLogin { qr_svg: super::mfa::qr_svg(&url)?, url, id, secret: browser_secret, match_code, expires_in: q.ttl_secs })
+    Ok(QrLogin { qr_svg: crate::domain::qr_image::svg(&url)?, url, id, secret: browser_secret, match_code, expires_in: q.ttl_secs })
 }
 
 /// What the browser is told. `handoff_code` only with `approved`.

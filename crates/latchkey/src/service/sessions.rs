@@ -66,6 +66,13 @@ pub struct Opened {
     pub web_token: Option<String>,
 }
 
+/// A session opened by signing in, with the device-trust token to hand back when the device
+/// is (still) remembered.
+pub struct Signed {
+    pub opened: Opened,
+    pub trust_token: Option<String>,
+}
+
 /// The rows of a new device session, not yet stored.
 pub struct Built {
     pub device: DeviceRow,

@@ -87,3 +87,23 @@ async fn unknown_routes_and_methods_are_problems() {
         .unwrap();
     assert!(r.status().is_client_error());
 }
+
+#[tokio::test]
+async fn page_forms_answer_bad_input_with_html_pages() {
+    let t = spawn().await;
+    let page = t.http.get(t.url("/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let html = |r: &reqwest::Response| r.headers()["content-type"].to_str().unwrap().starts_with("text/html");
+    let forged = t.post_form("/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("csrf", "forged")]).await;
+    assert_eq!(forged.status(), 403);
+    assert!(html(&forged));
+    let missing = t.post_form("/login", &[("email", "ann@example.com"), ("csrf", &csrf)]).await;
+    assert_eq!(missing.status(), 422, "a form without its password");
+    assert!(html(&missing));
+    let not_a_form = t.http.post(t.url("/login")).header("content-type", "text/plain").body(format!("csrf={csrf}")).send().await.unwrap();
+    assert_eq!(not_a_form.status(), 415);
+    assert!(html(&not_a_form));
+    let twice = t.http.get(t.url("/login?next=/a&next=/b")).send().await.unwrap();
+    assert_eq!(twice.status(), 400, "a query it cannot read");
+    assert!(html(&twice));
+}

@@ -22,6 +22,22 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn every_response_carries_a_request_id_and_keeps_the_clients() {
+    let t = spawn().await;
+    // A route, the fallback and a page: every response, not only the API's.
+    let mut ids = Vec::new();
+    for path in ["/healthz", "/api/v1/nope", "/login"] {
+        let r = t.http.get(t.url(path)).send().await.unwrap();
+        let id = r.headers().get("x-request-id").unwrap_or_else(|| panic!("{path} has no x-request-id")).to_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{path}: {id} is not a UUID");
+        ids.push(id);
+    }
+    assert!(ids[0] != ids[1] && ids[1] != ids[2], "one id per request: {ids:?}");
+    let r = t.http.get(t.url("/healthz")).header("x-request-id", "trace-from-the-proxy-42").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-from-the-proxy-42", "a client's id is kept");
+}
+
+#[tokio::test]
 async fn openapi_is_generated_and_the_docs_page_works_offline() {
     let t = spawn().await;
     let spec: Value = t.http.get(t.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
