@@ -87,7 +87,21 @@ def description_of(schema):
 def resolve(schema, components):
     while schema and "$ref" in schema:
         schema = components.get(ref_name(schema["$ref"]), {})
-    return schema
+    return merged(schema, components)
+
+
+def merged(schema, components):
+    """An `allOf` (a flattened struct) as one object: its parts' fields in order."""
+    if not schema or "allOf" not in schema:
+        return schema
+    props, required = {}, []
+    for part in schema["allOf"]:
+        part = resolve(part, components)
+        props.update(part.get("properties", {}))
+        required += part.get("required", [])
+    out = {k: v for k, v in schema.items() if k != "allOf"}
+    out.update({"type": "object", "properties": props, "required": required})
+    return out
 
 
 def ordered_properties(schema):
@@ -189,6 +203,7 @@ def render_operation(method, path, op, spec, used):
 
 
 def render_schema(name, schema, components, used):
+    schema = merged(schema, components)
     out = [f'<a id="{anchor(name)}"></a>', f"### `{name}`", ""]
     if schema.get("description"):
         out += [one_line(schema["description"]), ""]
