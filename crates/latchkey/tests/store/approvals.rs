@@ -301,32 +301,21 @@ async fn the_store_follows_the_pure_machine() {
     each_backend("the_store_follows_the_pure_machine", |store| transitions_agree_with_the_domain(store, random_runs())).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_decision_wins() {
-    each_backend("one_decision_wins", one_decision_wins_on).await;
+/// A race test on each backend: `name` runs `name_on`.
+macro_rules! races {
+    ($($name:ident => $body:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            each_backend(stringify!($name), $body).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_collection_wins() {
-    each_backend("one_collection_wins", one_collection_wins_on).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_redemption_wins() {
-    each_backend("one_redemption_wins", one_redemption_wins_on).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_handoff_wins_and_a_replay_names_its_session() {
-    each_backend("one_handoff_wins_and_a_replay_names_its_session", one_handoff_wins_and_a_replay_names_its_session_on).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_per_ip_cap_holds_under_concurrency() {
-    each_backend("the_per_ip_cap_holds_under_concurrency", the_per_ip_cap_holds_under_concurrency_on).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_revoked_approver_cannot_be_collected_from() {
-    each_backend("a_revoked_approver_cannot_be_collected_from", a_revoked_approver_cannot_be_collected_from_on).await;
+races! {
+    one_decision_wins => one_decision_wins_on,
+    one_collection_wins => one_collection_wins_on,
+    one_redemption_wins => one_redemption_wins_on,
+    one_handoff_wins_and_a_replay_names_its_session => one_handoff_wins_and_a_replay_names_its_session_on,
+    the_per_ip_cap_holds_under_concurrency => the_per_ip_cap_holds_under_concurrency_on,
+    a_revoked_approver_cannot_be_collected_from => a_revoked_approver_cannot_be_collected_from_on,
 }
