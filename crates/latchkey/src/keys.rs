@@ -1,6 +1,8 @@
-//! Ed25519 signing keys for access tokens: generated on first start, kept in the store (so every
-//! instance signs with the same key), rotated by `latchkey keys rotate`. A retired key stays in
-//! the JWKS until the last token it signed has expired.
+//! Signing keys: Ed25519 (EdDSA) for access tokens and for id_tokens where a client asks, RSA
+//! (RS256) for id_tokens by default, since OpenID Connect requires it and many clients accept
+//! nothing else. Generated on first start, kept in the store (so every instance signs with the
+//! same keys), rotated together by `latchkey keys rotate`. A retired key stays in the JWKS until
+//! the last token it signed has expired.
 
 use crate::domain::secret;
 use crate::store::{DynStore, SigningKeyRow};
@@ -26,6 +28,35 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
+/// The algorithms the server signs with: one active key of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    EdDSA,
+    RS256,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 2] = [SigningAlg::EdDSA, SigningAlg::RS256];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDSA => "EdDSA",
+            Self::RS256 => "RS256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::EdDSA => Algorithm::EdDSA,
+            Self::RS256 => Algorithm::RS256,
+        }
+    }
+}
+
 /// PKCS#8 v1 header for a raw Ed25519 seed: jsonwebtoken takes exactly this 48-byte form.
 const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 /// How long the key cache may be stale; retired keys stay published this much longer.
@@ -37,8 +68,8 @@ pub const PUBLISH_LEAD_SECS: i64 = 90;
 
 struct Loaded {
     at: Instant,
-    active: Option<(String, EncodingKey)>,
-    verify: HashMap<String, DecodingKey>,
+    active: HashMap<SigningAlg, (String, EncodingKey)>,
+    verify: HashMap<String, (SigningAlg, DecodingKey)>,
     jwks: JwkSet,
 }
 
@@ -60,27 +91,61 @@ pub enum KeyError {
     Jwt(#[from] jsonwebtoken::errors::Error),
 }
 
-pub fn new_key_row(now: i64) -> SigningKeyRow {
-    SigningKeyRow {
+pub fn new_key_row(alg: SigningAlg, now: i64) -> Result<SigningKeyRow, KeyError> {
+    let seed = match alg {
+        SigningAlg::EdDSA => secret::random_bytes::<32>().to_vec(),
+        SigningAlg::RS256 => {
+            use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| KeyError::BadKey("a new RSA key".into()))?;
+            let der: Pkcs8V1Der<'static> = pair.as_der().map_err(|_| KeyError::BadKey("a new RSA key".into()))?;
+            der.as_ref().to_vec()
+        }
+    };
+    Ok(SigningKeyRow {
         kid: secret::b64url(&secret::random_bytes::<12>()),
-        seed: secret::random_bytes::<32>().to_vec(),
+        seed,
         created_at: now,
         retired_at: None,
-    }
+        alg: alg.as_str().into(),
+    })
 }
 
-fn key_pair(row: &SigningKeyRow) -> Result<(EncodingKey, Jwk), KeyError> {
-    if row.seed.len() != 32 {
-        return Err(KeyError::BadKey(row.kid.clone()));
-    }
-    let mut der = PKCS8_ED25519_PREFIX.to_vec();
-    der.extend_from_slice(&row.seed);
-    let enc = EncodingKey::from_ed_der(&der);
-    let mut jwk = Jwk::from_encoding_key(&enc, Algorithm::EdDSA)?;
+fn key_pair(row: &SigningKeyRow) -> Result<(SigningAlg, EncodingKey, Jwk), KeyError> {
+    let bad = || KeyError::BadKey(row.kid.clone());
+    let alg = SigningAlg::parse(&row.alg).ok_or_else(bad)?;
+    let enc = match alg {
+        SigningAlg::EdDSA => {
+            if row.seed.len() != 32 {
+                return Err(bad());
+            }
+            let mut der = PKCS8_ED25519_PREFIX.to_vec();
+            der.extend_from_slice(&row.seed);
+            EncodingKey::from_ed_der(&der)
+        }
+        // jsonwebtoken takes PKCS#1 as DER, PKCS#8 only as PEM.
+        SigningAlg::RS256 => EncodingKey::from_rsa_pem(pkcs8_pem(&row.seed).as_bytes()).map_err(|_| bad())?,
+    };
+    let mut jwk = Jwk::from_encoding_key(&enc, alg.jwt())?;
     jwk.common.key_id = Some(row.kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-    jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
-    Ok((enc, jwk))
+    jwk.common.key_algorithm = Some(match alg {
+        SigningAlg::EdDSA => KeyAlgorithm::EdDSA,
+        SigningAlg::RS256 => KeyAlgorithm::RS256,
+    });
+    Ok((alg, enc, jwk))
+}
+
+fn pkcs8_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
 }
 
 impl KeyRing {
@@ -88,25 +153,35 @@ impl KeyRing {
         Self { store, access_ttl, loaded: RwLock::new(None) }
     }
 
-    /// Makes sure a key exists (first start) and loads the ring.
+    /// Makes sure a key of each algorithm exists (first start) and loads the ring.
     pub async fn init(&self, now: i64) -> Result<(), KeyError> {
-        self.store.insert_first_signing_key(&new_key_row(now)).await?;
+        let rows = self.store.signing_keys().await?;
+        for alg in SigningAlg::ALL {
+            if !rows.iter().any(|r| r.retired_at.is_none() && r.alg == alg.as_str()) {
+                self.store.insert_first_signing_key(&new_key_row(alg, now)?).await?;
+            }
+        }
         self.reload(now).await
     }
 
-    pub async fn rotate(&self, now: i64) -> Result<String, KeyError> {
-        let row = new_key_row(now);
-        self.store.rotate_signing_key(&row, now).await?;
+    /// A new key of each algorithm; returns their ids.
+    pub async fn rotate(&self, now: i64) -> Result<Vec<(SigningAlg, String)>, KeyError> {
+        let mut kids = Vec::new();
+        for alg in SigningAlg::ALL {
+            let row = new_key_row(alg, now)?;
+            self.store.rotate_signing_key(&row, now).await?;
+            kids.push((alg, row.kid));
+        }
         self.reload(now).await?;
-        Ok(row.kid)
+        Ok(kids)
     }
 
     pub async fn reload(&self, now: i64) -> Result<(), KeyError> {
         let rows = self.store.signing_keys().await?;
-        let mut loaded = Loaded { at: Instant::now(), active: None, verify: HashMap::new(), jwks: JwkSet { keys: Vec::new() } };
-        // Rows come newest first. The signing key is the newest one published for at least
-        // PUBLISH_LEAD_SECS, or, on a fresh install, the only one there is.
-        let mut newest = None;
+        let mut loaded = Loaded { at: Instant::now(), active: HashMap::new(), verify: HashMap::new(), jwks: JwkSet { keys: Vec::new() } };
+        // Rows come newest first. The signing key of an algorithm is its newest one published
+        // for at least PUBLISH_LEAD_SECS, or, on a fresh install, the only one there is.
+        let mut newest = HashMap::new();
         for row in rows {
             // A retired key may still be signing for PUBLISH_LEAD_SECS (until its successor
             // takes over), then its last token lives access_ttl more.
@@ -114,17 +189,17 @@ impl KeyRing {
             if !published {
                 continue;
             }
-            let (enc, jwk) = key_pair(&row)?;
-            loaded.verify.insert(row.kid.clone(), DecodingKey::from_jwk(&jwk)?);
+            let (alg, enc, jwk) = key_pair(&row)?;
+            loaded.verify.insert(row.kid.clone(), (alg, DecodingKey::from_jwk(&jwk)?));
             loaded.jwks.keys.push(jwk);
-            if loaded.active.is_none() && now - row.created_at >= PUBLISH_LEAD_SECS {
-                loaded.active = Some((row.kid.clone(), enc));
-            } else if newest.is_none() {
-                newest = Some((row.kid.clone(), enc));
+            if !loaded.active.contains_key(&alg) && now - row.created_at >= PUBLISH_LEAD_SECS {
+                loaded.active.insert(alg, (row.kid.clone(), enc));
+            } else {
+                newest.entry(alg).or_insert((row.kid.clone(), enc));
             }
         }
-        if loaded.active.is_none() {
-            loaded.active = newest;
+        for (alg, key) in newest {
+            loaded.active.entry(alg).or_insert(key);
         }
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
         Ok(())
@@ -135,34 +210,47 @@ impl KeyRing {
         if stale { self.reload(now).await } else { Ok(()) }
     }
 
+    /// An access token (RFC 9068 `at+jwt`), always EdDSA.
     pub async fn sign(&self, claims: &AccessClaims, now: i64) -> Result<String, KeyError> {
+        self.sign_as(SigningAlg::EdDSA, Some("at+jwt"), claims, now).await
+    }
+
+    /// Any claims, signed with the active key of `alg`.
+    pub async fn sign_as<T: Serialize>(&self, alg: SigningAlg, typ: Option<&str>, claims: &T, now: i64) -> Result<String, KeyError> {
         self.fresh(now).await?;
         let guard = self.loaded.read().unwrap_or_else(|p| p.into_inner());
-        let (kid, key) = guard.as_ref().and_then(|l| l.active.as_ref()).ok_or(KeyError::NoActiveKey)?;
-        let mut header = Header::new(Algorithm::EdDSA);
+        let (kid, key) = guard.as_ref().and_then(|l| l.active.get(&alg)).ok_or(KeyError::NoActiveKey)?;
+        let mut header = Header::new(alg.jwt());
         header.kid = Some(kid.clone());
-        header.typ = Some("at+jwt".into());
+        header.typ = typ.map(Into::into);
         Ok(jsonwebtoken::encode(&header, claims, key)?)
     }
 
-    /// Verifies signature and issuer with the published keys only (no `jku`, no other
-    /// algorithm). Expiry is checked by the caller against the server's clock.
+    /// Verifies an access token: EdDSA, signature and issuer with the published keys only (no
+    /// `jku`, no other algorithm). Expiry is checked against the server's clock.
     pub async fn verify(&self, token: &str, issuer: &str, now: i64) -> Option<AccessClaims> {
+        let claims: AccessClaims = self.verify_as(token, &[SigningAlg::EdDSA], issuer, now).await?;
+        (claims.exp > now).then_some(claims)
+    }
+
+    /// Verifies signature and issuer of a token this server signed with one of `algs`, the
+    /// algorithm pinned to the key's own; expiry is left to the caller (an id_token_hint may
+    /// have expired).
+    pub async fn verify_as<T: serde::de::DeserializeOwned>(&self, token: &str, algs: &[SigningAlg], issuer: &str, now: i64) -> Option<T> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::EdDSA {
-            return None;
-        }
         let kid = header.kid?;
         self.fresh(now).await.ok()?;
         let guard = self.loaded.read().unwrap_or_else(|p| p.into_inner());
-        let key = guard.as_ref()?.verify.get(&kid)?;
-        let mut v = Validation::new(Algorithm::EdDSA);
+        let (alg, key) = guard.as_ref()?.verify.get(&kid)?;
+        if header.alg != alg.jwt() || !algs.contains(alg) {
+            return None;
+        }
+        let mut v = Validation::new(alg.jwt());
         v.validate_exp = false;
         v.validate_aud = false;
         v.required_spec_claims.clear();
         v.set_issuer(&[issuer]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &v).ok()?;
-        (data.claims.exp > now).then_some(data.claims)
+        Some(jsonwebtoken::decode::<T>(token, key, &v).ok()?.claims)
     }
 
     pub async fn jwks(&self, now: i64) -> Result<JwkSet, KeyError> {

@@ -44,7 +44,13 @@ async fn open_migrates_a_fresh_schema_and_is_idempotent() {
     pool.close().await;
 
     // One active signing key, whatever races: the partial unique index holds.
-    let key = |kid: &str| latchkey::store::SigningKeyRow { kid: kid.into(), seed: vec![1; 32], created_at: 1, retired_at: None };
+    let key = |kid: &str| latchkey::store::SigningKeyRow {
+        kid: kid.into(),
+        seed: vec![1; 32],
+        created_at: 1,
+        retired_at: None,
+        alg: "EdDSA".into(),
+    };
     let (a, b) = (key("a"), key("b"));
     let (ra, rb) = tokio::join!(store.insert_first_signing_key(&a), again.insert_first_signing_key(&b));
     ra.unwrap();

@@ -130,9 +130,14 @@ echo \"$PASSWORD\" | latchkey user add ann@example.com --password-stdin")]
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
     /// Register an OAuth client.
-    #[command(long_about = "Register an OAuth client. Public clients (the default) cannot keep a secret: CLIs, TVs, mobile apps. \
-A confidential client (--confidential) gets a secret, printed once and stored only as a hash; it may use token introspection.\n\n\
-Example:\n    latchkey client add tv-app --name \"Living-room TV app\"")]
+    #[command(long_about = "Register an OAuth client. Public clients (the default) cannot keep a secret: CLIs, TVs, mobile apps, \
+single-page apps. A confidential client (--confidential) gets a secret, printed once and stored only as a hash; it \
+authenticates with client_secret_basic or client_secret_post and may use token introspection.\n\n\
+An app that signs its users in through Latchkey (authorization code + PKCE, OpenID Connect) registers its redirect \
+URIs: they are matched exactly, except that a public client's http://127.0.0.1/… loopback URI matches on any port \
+(RFC 8252).\n\n\
+Examples:\n    latchkey client add tv-app --name \"Living-room TV app\"\n    \
+latchkey client add grafana --name Grafana --confidential --redirect-uri https://grafana.example.com/login/generic_oauth")]
     Add {
         /// The client_id: 1 to 64 letters, digits, dashes, underscores or dots.
         id: String,
@@ -142,16 +147,42 @@ Example:\n    latchkey client add tv-app --name \"Living-room TV app\"")]
         /// Give the client a secret.
         #[arg(long)]
         confidential: bool,
+        /// Where the authorization answer may go (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may send the browser back to (repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// The scopes the app may ask for, space-separated (default: openid profile email offline_access).
+        #[arg(long)]
+        scope: Option<String>,
+        /// When to show the consent page: auto (once, remembered) or always.
+        #[arg(long, default_value = "auto")]
+        consent: String,
+        /// How its id_tokens are signed: RS256 or EdDSA.
+        #[arg(long, default_value = "RS256")]
+        id_token_signed_response_alg: String,
     },
+    /// List the registered clients.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show { id: String },
+    /// Remove a client: its sessions end at once, its consents go, its id is never reused.
+    Remove { id: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Add a new signing key; the old one stays published until its last token has expired.
-    #[command(long_about = "Add a new Ed25519 signing key and sign new access tokens with it. The previous key stays in \
+    #[command(
+        long_about = "Add a new Ed25519 key (access tokens, EdDSA id_tokens) and a new RSA key (RS256 id_tokens) and sign with them. The previous key stays in \
 /.well-known/jwks.json until every token it signed has expired, so nothing breaks. Running servers pick the new key up \
 within 30 seconds: it is published at once and signs 90 seconds after it was added, once verifiers that \
-cached the old JWKS have had time to refresh.")]
+cached the old JWKS have had time to refresh."
+    )]
     Rotate,
 }
 
@@ -184,7 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { .. } => serve(settings).await,
         Command::User(UserCommand::Add { email, password_stdin }) => user_add(settings, &email, password_stdin).await,
-        Command::Client(ClientCommand::Add { id, name, confidential }) => client_add(settings, &id, &name, confidential).await,
+        Command::Client(cmd) => client(settings, cmd).await,
         Command::Keys(KeysCommand::Rotate) => keys_rotate(settings).await,
         Command::Audit { limit, json } => audit(settings, limit, json).await,
         Command::Openapi | Command::Device(_) | Command::Whoami | Command::Logout | Command::Approve { .. } => Ok(()),
@@ -245,24 +276,84 @@ async fn user_add(settings: Settings, email: &str, password_stdin: bool) -> anyh
     Ok(())
 }
 
-async fn client_add(settings: Settings, id: &str, name: &str, confidential: bool) -> anyhow::Result<()> {
+async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
     let app = offline_app(settings).await?;
-    match clients::create(&app, id, name, confidential).await.map_err(|e| anyhow::anyhow!("{e}"))? {
-        Some(secret) => {
-            println!("created confidential client {id}");
-            println!("client_secret: {secret}");
-            println!("This secret is shown only now; store it safely.");
+    let err = |e: crate::service::AppError| anyhow::anyhow!("{e}");
+    match cmd {
+        ClientCommand::Add {
+            id,
+            name,
+            confidential,
+            redirect_uris,
+            post_logout_redirect_uris,
+            scope,
+            consent,
+            id_token_signed_response_alg: alg,
+        } => {
+            let new = clients::NewClient {
+                id: id.clone(),
+                name,
+                confidential,
+                redirect_uris,
+                post_logout_redirect_uris,
+                scopes: scope,
+                consent: clients::Consent::parse(&consent).map_err(err)?,
+                id_token_alg: crate::keys::SigningAlg::parse(&alg)
+                    .ok_or_else(|| anyhow::anyhow!("--id-token-signed-response-alg must be RS256 or EdDSA"))?,
+            };
+            match clients::create(&app, new).await.map_err(err)? {
+                Some(secret) => {
+                    println!("created confidential client {id}");
+                    println!("client_secret: {secret}");
+                    println!("This secret is shown only now; store it safely.");
+                }
+                None => println!("created public client {id}"),
+            }
         }
-        None => println!("created public client {id}"),
+        ClientCommand::List { json } => {
+            let rows = clients::list(&app).await.map_err(err)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows.iter().map(client_json).collect::<Vec<_>>())?);
+            } else {
+                for c in rows {
+                    let kind = if c.is_public() { "public" } else { "confidential" };
+                    println!("{}\t{kind}\t{}\t{}", c.id, c.name, c.redirect_uri_list().collect::<Vec<_>>().join(" "));
+                }
+            }
+        }
+        ClientCommand::Show { id } => {
+            let c = clients::show(&app, &id).await.map_err(|e| anyhow::anyhow!("client {id}: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&client_json(&c))?);
+        }
+        ClientCommand::Remove { id } => {
+            clients::remove(&app, &id).await.map_err(|e| anyhow::anyhow!("client {id}: {e}"))?;
+            println!("removed client {id}; its sessions have ended");
+        }
     }
     Ok(())
 }
 
+fn client_json(c: &crate::store::ClientRow) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.id, "name": c.name, "confidential": !c.is_public(),
+        "redirect_uris": c.redirect_uri_list().collect::<Vec<_>>(),
+        "post_logout_redirect_uris": c.post_logout_uri_list().collect::<Vec<_>>(),
+        "scope": c.scopes, "consent": c.consent, "id_token_signed_response_alg": c.id_token_alg,
+        "created_at": crate::clock::rfc3339(c.created_at),
+    })
+}
+
 async fn keys_rotate(settings: Settings) -> anyhow::Result<()> {
     let app = offline_app(settings).await?;
-    let kid = app.keys.rotate(app.now()).await?;
-    Audit::new(AuditKind::KeyRotated).detail(serde_json::json!({ "kid": kid })).record(&app).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("new signing key {kid}: published now, signing in 90 seconds; previous keys stay published until their tokens expire");
+    for (alg, kid) in app.keys.rotate(app.now()).await? {
+        Audit::new(AuditKind::KeyRotated)
+            .detail(serde_json::json!({ "kid": kid, "alg": alg.as_str() }))
+            .record(&app)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("new {} signing key {kid}: published now, signing in 90 seconds", alg.as_str());
+    }
+    println!("previous keys stay published until their tokens expire");
     Ok(())
 }
 

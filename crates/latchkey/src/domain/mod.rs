@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads the clock; time is always an argument.
 
 pub mod approval;
+pub mod authorize;
 pub mod codes;
 pub mod device;
 pub mod email;

@@ -9,6 +9,7 @@ use crate::service::ClientMeta;
 use crate::service::accounts;
 use crate::service::audit;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
+use crate::service::authorize::{self, AppAccess};
 use crate::service::devices::{self, DeviceView};
 use crate::service::login_mfa::MfaRequired;
 use crate::service::sessions::{self, Signed, TokenResponse};
@@ -27,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/sessions/current", delete(logout))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}", delete(revoke_device))
+        .route("/api/v1/apps", get(list_apps))
+        .route("/api/v1/apps/{client_id}", delete(revoke_app))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/me", get(me))
 }
@@ -209,6 +212,25 @@ pub async fn revoke_device(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     devices::revoke(&s.app, &caller, &id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The apps the account has let in (consents), newest first.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", security(("bearer" = [])), responses((status = 200, body = Vec<AppAccess>), (status = 401)))]
+pub async fn list_apps(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Vec<AppAccess>>, ApiError> {
+    Ok(Json(authorize::apps_with_access(&s.app, &caller).await?))
+}
+
+/// Take an app's access away: its consent goes and its sessions of this account end at once.
+#[utoipa::path(delete, path = "/api/v1/apps/{client_id}", tag = "apps", security(("bearer" = [])), params(("client_id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 404, description = "the app has no access")))]
+pub async fn revoke_app(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    Path(client_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize::revoke_app(&s.app, &caller, &client_id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: routers per area, merged here, with the cross-cutting layers.
 
 pub mod api;
+pub mod authorize_pages;
 pub mod device_grant_api;
 pub mod device_pages;
 pub mod error;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pairing_api::router())
         .merge(device_pages::router())
         .merge(oauth::router())
+        .merge(authorize_pages::router())
         .merge(ops::router())
         .merge(openapi::router())
         .merge(pages::router())

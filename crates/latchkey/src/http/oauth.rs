@@ -4,11 +4,12 @@
 use super::AppState;
 use super::error::{OAuthError, oauth_error};
 use super::extract::OAuthForm;
-use crate::service::approvals;
 use crate::service::device_grant::{self, DeviceAuthorization};
+use crate::service::oidc::{self, UserInfo};
 use crate::service::sessions::TokenResponse;
 use crate::service::tokens::{self, ClientAuth, Introspection};
 use crate::service::{AppError, ClientMeta};
+use crate::service::{approvals, code_grant};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -25,7 +26,9 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
+        .route("/oauth/userinfo", get(userinfo).post(userinfo))
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(openid_configuration))
         .route("/.well-known/jwks.json", get(jwks))
 }
 
@@ -98,15 +101,21 @@ pub struct TokenForm {
     pub grant_type: Option<String>,
     pub refresh_token: Option<String>,
     pub device_code: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }
 
-/// The token endpoint. Grant `refresh_token`: rotates the refresh token; presenting a
-/// superseded one revokes the whole session. Grant `urn:ietf:params:oauth:grant-type:device_code`:
-/// `authorization_pending`, `slow_down`, `access_denied`, `expired_token`, then tokens exactly once.
-#[utoipa::path(post, path = "/oauth/token", tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type, refresh_token or device_code, client_id, scope?"),
+/// The token endpoint. Grant `authorization_code` (with PKCE `code_verifier` and the
+/// `redirect_uri` of the request): tokens and, with `openid`, an id_token, once; a second use of
+/// a code revokes what the first issued. Grant `refresh_token`: rotates the refresh token;
+/// presenting a superseded one revokes the whole session. Grant
+/// `urn:ietf:params:oauth:grant-type:device_code`: `authorization_pending`, `slow_down`,
+/// `access_denied`, `expired_token`, then tokens exactly once.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type; code, redirect_uri, code_verifier or refresh_token or device_code; client_id (or HTTP Basic), scope?"),
     responses((status = 200, body = TokenResponse), (status = 400, description = "RFC 6749 error"), (status = 401, description = "invalid_client")))]
 pub async fn token(
     State(s): State<AppState>,
@@ -115,6 +124,12 @@ pub async fn token(
     OAuthForm(f): OAuthForm<TokenForm>,
 ) -> Result<Response, OAuthError> {
     match f.grant_type.as_deref() {
+        Some("authorization_code") => {
+            let client = client_auth(&headers, f.client_id, f.client_secret)?;
+            let code = f.code.as_deref().ok_or_else(|| AppError::BadRequest("code is required".into()))?;
+            let x = code_grant::CodeExchange { code, redirect_uri: f.redirect_uri.as_deref(), code_verifier: f.code_verifier.as_deref() };
+            Ok(Json(code_grant::exchange(&s.app, &client, x, &meta).await?).into_response())
+        }
         Some("refresh_token") => {
             let client = client_auth(&headers, f.client_id, f.client_secret)?;
             let rt = f.refresh_token.ok_or_else(|| AppError::BadRequest("refresh_token is required".into()))?;
@@ -183,8 +198,13 @@ pub async fn metadata(State(s): State<AppState>) -> Json<serde_json::Value> {
         "introspection_endpoint": format!("{base}/oauth/introspect"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "device_authorization_endpoint": format!("{base}/oauth/device_authorization"),
-        "grant_types_supported": ["refresh_token", DEVICE_CODE_GRANT],
-        "response_types_supported": [],
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
+        "userinfo_endpoint": format!("{base}/oauth/userinfo"),
+        "end_session_endpoint": format!("{base}/oauth/end_session"),
+        "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -193,7 +213,34 @@ pub async fn metadata(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// The public keys that verify access tokens (EdDSA / Ed25519), by `kid`.
+/// OpenID Connect Discovery 1.0: the same issuer as RFC 8414's document, for relying parties.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oidc", responses((status = 200)))]
+pub async fn openid_configuration(State(s): State<AppState>) -> Response {
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(oidc::discovery(&s.app))).into_response()
+}
+
+/// OpenID Connect userinfo (GET or POST, bearer access token with the `openid` scope): `sub`,
+/// and with `email` the address and `email_verified`.
+#[utoipa::path(get, path = "/oauth/userinfo", tag = "oidc", security(("bearer" = [])),
+    responses((status = 200, body = UserInfo), (status = 401, description = "invalid_token"), (status = 403, description = "insufficient_scope")))]
+pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let challenge = |status: StatusCode, error: &str, text: &str| {
+        let value = format!("Bearer error=\"{error}\", error_description=\"{text}\"");
+        (status, [(header::WWW_AUTHENTICATE, value)], Json(serde_json::json!({ "error": error, "error_description": text })))
+            .into_response()
+    };
+    let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+        return challenge(StatusCode::UNAUTHORIZED, "invalid_token", "a bearer access token is required");
+    };
+    match oidc::userinfo(&s.app, token.trim()).await {
+        Ok(info) => Json(info).into_response(),
+        Err(AppError::Unauthorized) => challenge(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired"),
+        Err(AppError::Forbidden(_)) => challenge(StatusCode::FORBIDDEN, "insufficient_scope", "the access token has no openid scope"),
+        Err(e) => OAuthError::from(e).into_response(),
+    }
+}
+
+/// The public keys that verify access tokens (EdDSA / Ed25519) and id_tokens (RS256 or EdDSA), by `kid`.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oauth", responses((status = 200)))]
 pub async fn jwks(State(s): State<AppState>) -> Result<Response, OAuthError> {
     let set = s.app.keys.jwks(s.app.now()).await?;

@@ -26,11 +26,13 @@ pub fn router() -> Router<AppState> {
         super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password, super::mfa_api::add_email,
         super::device_grant_api::approve_user_code, super::device_grant_api::deny_user_code, super::pairing_api::create_pairing_code,
         super::pairing_api::redeem_pairing_code, super::pairing_api::pairing_status, super::pairing_api::approve_pairing, super::pairing_api::deny_pairing,
+        super::api::list_apps, super::api::revoke_app,
         super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
+        super::authorize_pages::authorize_get, super::authorize_pages::end_session_get, super::oauth::userinfo, super::oauth::openid_configuration,
         super::ops::healthz, super::ops::readyz,
     ),
     modifiers(&BearerAuth),
-    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "qr login"), (name = "audit"), (name = "oauth"), (name = "operations"))
+    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "qr login"), (name = "audit"), (name = "apps"), (name = "oauth"), (name = "oidc"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

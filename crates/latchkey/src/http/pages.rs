@@ -8,6 +8,7 @@ use super::web::{
 };
 use crate::clock::rfc3339;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
+use crate::service::authorize::{self, AppAccess};
 use crate::service::devices::{self, DeviceView};
 use crate::service::sessions;
 use crate::service::{AppError, ClientMeta, accounts, audit};
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account))
         .route("/account/devices/{id}/revoke", post(revoke_device))
         .route("/account/logout-everywhere", post(logout_everywhere))
+        .route("/account/apps/{client_id}/revoke", post(revoke_app))
         .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../static/app.css")) }))
 }
 
@@ -135,18 +137,20 @@ struct AccountPage {
     csrf: String,
     email: String,
     devices: Vec<DeviceView>,
+    apps: Vec<AppAccess>,
     events: Vec<EventView>,
 }
 
 async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): WebUser) -> Result<Response, PageError> {
     let user = accounts::profile(&s.app, &caller).await?;
     let devices = devices::list(&s.app, &caller).await?;
+    let apps = authorize::apps_with_access(&s.app, &caller).await?;
     let events = audit::for_user(&s.app, &caller, 20).await?;
     let (jar, csrf) = csrf_token(jar, &s);
     let events =
         events.into_iter().map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() }).collect();
     let email = user.email.unwrap_or_else(|| "an account without e-mail".into());
-    Ok((jar, AccountPage { csrf, email, devices, events }).into_response())
+    Ok((jar, AccountPage { csrf, email, devices, apps, events }).into_response())
 }
 
 async fn revoke_device(
@@ -159,6 +163,19 @@ async fn revoke_device(
     match devices::revoke(&s.app, &caller, &id, &meta).await {
         // Revoked twice (two tabs): the account page shows it gone either way.
         Ok(()) | Err(AppError::NotFound) => Ok(Redirect::to("/account")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn revoke_app(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    WebUser(caller): WebUser,
+    PagePath(client_id): PagePath<String>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Result<Redirect, PageError> {
+    match authorize::revoke_app(&s.app, &caller, &client_id, &meta).await {
+        Ok(_) | Err(AppError::NotFound) => Ok(Redirect::to("/account")),
         Err(e) => Err(e.into()),
     }
 }

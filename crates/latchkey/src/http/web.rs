@@ -213,6 +213,27 @@ impl FromRequestParts<AppState> for WebUser {
     }
 }
 
+/// The signed-in browser if there is one; no redirect when there is not (the authorization and
+/// logout endpoints decide themselves what a signed-out browser gets).
+pub struct MaybeWebUser(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeWebUser {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let meta = ClientMeta::from_request_parts(parts, s).await.unwrap_or_else(|e| match e {});
+        let Some(c) = jar.get(cookie_names(s.app.secure_cookies).session) else {
+            return Ok(Self(None));
+        };
+        match sessions::caller_from_cookie(&s.app, c.value(), &meta).await {
+            Ok(caller) => Ok(Self(Some(caller))),
+            Err(AppError::Unauthorized) => Ok(Self(None)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~?=".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
@@ -227,7 +248,7 @@ pub fn safe_next(next: Option<&str>) -> String {
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.contains('\\')
-                && n.len() < 512
+                && n.len() < 4096
                 && n.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             n.to_owned()

@@ -48,6 +48,13 @@ pub enum AuditKind {
     QrSignIn,
     HandoffReplayed,
     LoginSecondFactorRequired,
+    ClientRemoved,
+    AppAuthorized,
+    AppConsentGranted,
+    AppConsentRevoked,
+    AuthorizationCodeReuse,
+    AppSignedIn,
+    EndSession,
 }
 
 impl AuditKind {
@@ -89,6 +96,13 @@ impl AuditKind {
             Self::QrSignIn => "qr_sign_in",
             Self::HandoffReplayed => "handoff_replayed",
             Self::LoginSecondFactorRequired => "login_second_factor_required",
+            Self::ClientRemoved => "client_removed",
+            Self::AppAuthorized => "app_authorized",
+            Self::AppConsentGranted => "app_consent_granted",
+            Self::AppConsentRevoked => "app_consent_revoked",
+            Self::AuthorizationCodeReuse => "authorization_code_reuse",
+            Self::AppSignedIn => "app_signed_in",
+            Self::EndSession => "end_session",
         }
     }
 }

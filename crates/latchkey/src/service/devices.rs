@@ -19,13 +19,28 @@ pub struct DeviceView {
     pub trusted_until: Option<String>,
     /// The device this request comes from.
     pub current: bool,
+    /// The apps signed in on this device (through the browser, authorization code grant).
+    pub apps: Vec<AppOnDevice>,
+}
+
+/// An app with a live session on a device.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AppOnDevice {
+    pub client_id: String,
+    pub name: String,
 }
 
 pub async fn list(app: &App, caller: &Caller) -> AppResult<Vec<DeviceView>> {
     let rows = app.store.devices_for_user(&caller.user_id, app.now()).await?;
+    let apps = app.store.apps_on_devices(&caller.user_id, app.now()).await?;
     Ok(rows
         .into_iter()
         .map(|d| DeviceView {
+            apps: apps
+                .iter()
+                .filter(|(device, _, _)| *device == d.id)
+                .map(|(_, client_id, name)| AppOnDevice { client_id: client_id.clone(), name: name.clone() })
+                .collect(),
             current: d.id == caller.device_id,
             first_seen: rfc3339(d.first_seen_at),
             last_seen: rfc3339(d.last_seen_at),

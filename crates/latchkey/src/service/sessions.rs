@@ -15,6 +15,8 @@ pub enum AuthorizedBy {
     Pairing,
     Qr,
     Signup,
+    /// An app's sign-in through the browser (authorization code grant), on the browser's device.
+    App,
 }
 
 impl AuthorizedBy {
@@ -25,6 +27,7 @@ impl AuthorizedBy {
             Self::Pairing => "pairing",
             Self::Qr => "qr",
             Self::Signup => "signup",
+            Self::App => "app",
         }
     }
 }
@@ -55,6 +58,9 @@ pub struct TokenResponse {
     /// With "remember this device": the token that skips the second factor next time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_trust_token: Option<String>,
+    /// OpenID Connect: for the authorization code grant with the `openid` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 pub struct Opened {
@@ -189,6 +195,7 @@ pub async fn token_response(app: &App, s: &SessionRow, refresh_token: String) ->
         scope: s.scope.clone(),
         device_id: s.device_id.clone(),
         device_trust_token: None,
+        id_token: None,
     })
 }
 
@@ -199,11 +206,22 @@ pub struct Caller {
     pub session_id: String,
     pub device_id: String,
     pub scope: String,
+    /// When the session was opened: the time of the sign-in (OpenID Connect `auth_time`).
+    pub auth_time: i64,
+    /// How the user signed in, space-separated (RFC 8176 values).
+    pub amr: String,
 }
 
 impl From<&SessionRow> for Caller {
     fn from(s: &SessionRow) -> Self {
-        Self { user_id: s.user_id.clone(), session_id: s.id.clone(), device_id: s.device_id.clone(), scope: s.scope.clone() }
+        Self {
+            user_id: s.user_id.clone(),
+            session_id: s.id.clone(),
+            device_id: s.device_id.clone(),
+            scope: s.scope.clone(),
+            auth_time: s.created_at,
+            amr: s.amr.clone(),
+        }
     }
 }
 

@@ -179,6 +179,12 @@ pub trait AccountStore: Send + Sync + 'static {
 
     async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>>;
 
+    async fn clients(&self) -> StoreResult<Vec<ClientRow>>;
+
+    /// Removes a client, ends its live sessions and drops its consents, in one transaction; false
+    /// if there was no such client. Its id is never used again.
+    async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool>;
+
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
     /// Sets the e-mail of an account that has none; false if it had one. A taken address is Conflict.
     async fn set_email_if_none(&self, user_id: &str, email: &str) -> StoreResult<bool>;
@@ -301,6 +307,41 @@ pub trait ApprovalStore: Send + Sync + 'static {
     ) -> StoreResult<Redeemed>;
 }
 
+/// Apps that sign their users in through Latchkey: authorization codes and consents.
+#[async_trait]
+pub trait GrantStore: Send + Sync + 'static {
+    async fn create_auth_code(&self, code: &AuthCodeRow) -> StoreResult<()>;
+
+    async fn auth_code(&self, hash: &[u8]) -> StoreResult<Option<AuthCodeRow>>;
+
+    /// Redeems an unused, unexpired code of `client_id` whose browser session is live and whose
+    /// device is not revoked, and opens the app's session on that device with it, in one
+    /// transaction (the code's used mark names `session`). None: nothing was redeemed.
+    async fn redeem_auth_code(
+        &self,
+        hash: &[u8],
+        client_id: &str,
+        device: &DeviceRow,
+        session: &SessionRow,
+        refresh: &RefreshTokenRow,
+        now: i64,
+    ) -> StoreResult<Option<AuthCodeRow>>;
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<ConsentRow>>;
+
+    async fn consents_for_user(&self, user_id: &str) -> StoreResult<Vec<ConsentRow>>;
+
+    /// Records (or widens) a consent.
+    async fn put_consent(&self, consent: &ConsentRow) -> StoreResult<()>;
+
+    /// Deletes the consent and ends the app's sessions of the user, in one transaction; returns
+    /// whether there was a consent and how many sessions ended.
+    async fn revoke_consent(&self, user_id: &str, client_id: &str, now: i64) -> StoreResult<(bool, u64)>;
+
+    /// `(device_id, client_id, client name)` for each app with a live session on a device of the user.
+    async fn apps_on_devices(&self, user_id: &str, now: i64) -> StoreResult<Vec<(String, String, String)>>;
+}
+
 /// Second factors and remembered devices.
 #[async_trait]
 pub trait MfaStore: Send + Sync + 'static {
@@ -372,13 +413,13 @@ pub trait MfaStore: Send + Sync + 'static {
 }
 
 /// The one store: every backend implements all of it.
-pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore {}
+pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore {}
 
-impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore> Store for T {}
+impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore> Store for T {}
 
 /// Bring every store method into scope: `use crate::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{AccountStore, ApprovalStore, MfaStore, OpsStore, SessionStore, Store};
+    pub use super::{AccountStore, ApprovalStore, GrantStore, MfaStore, OpsStore, SessionStore, Store};
 }
 
 pub type DynStore = Arc<dyn Store>;

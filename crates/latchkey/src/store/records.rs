@@ -5,9 +5,12 @@ use crate::domain::approval::{Flow, Status};
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SigningKeyRow {
     pub kid: String,
+    /// The Ed25519 seed, or for RS256 the RSA private key as PKCS#8 DER.
     pub seed: Vec<u8>,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+    /// `EdDSA` or `RS256`: one active key of each.
+    pub alg: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -25,6 +28,60 @@ pub struct ClientRow {
     pub name: String,
     pub secret_hash: Option<Vec<u8>>,
     pub created_at: i64,
+    /// Registered redirect URIs, one per line (authorization code grant); empty for device clients.
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    /// The scopes the client may ask for, space-separated.
+    pub scopes: String,
+    /// `auto` (ask once, remember) or `always` (ask each time).
+    pub consent: String,
+    /// `RS256` or `EdDSA`.
+    pub id_token_alg: String,
+}
+
+impl ClientRow {
+    pub fn redirect_uri_list(&self) -> impl Iterator<Item = &str> {
+        self.redirect_uris.lines().filter(|l| !l.is_empty())
+    }
+
+    pub fn post_logout_uri_list(&self) -> impl Iterator<Item = &str> {
+        self.post_logout_redirect_uris.lines().filter(|l| !l.is_empty())
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+}
+
+/// An authorization code, by the SHA-256 of the code (RFC 6749 §4.1).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuthCodeRow {
+    pub code_hash: Vec<u8>,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: String,
+    /// The browser session that authorized it; the code dies with it.
+    pub browser_session_id: String,
+    /// The browser's device: the app's session is opened on it.
+    pub device_id: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub amr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub issued_session_id: Option<String>,
+}
+
+/// What a user let an app have.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConsentRow {
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub granted_at: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -90,7 +90,18 @@ macro_rules! user_cols {
 }
 macro_rules! client_cols {
     () => {
-        "id, name, secret_hash, created_at"
+        "id, name, secret_hash, created_at, redirect_uris, post_logout_redirect_uris, scopes, consent, id_token_alg"
+    };
+}
+macro_rules! auth_code_cols {
+    () => {
+        "code_hash, client_id, redirect_uri, user_id, browser_session_id, device_id, scope, nonce, code_challenge, auth_time, amr, \
+         created_at, expires_at, used_at, issued_session_id"
+    };
+}
+macro_rules! consent_cols {
+    () => {
+        "user_id, client_id, scope, granted_at"
     };
 }
 macro_rules! totp_cols {
@@ -226,8 +237,27 @@ pub fn user_values(u: &UserRow) -> [&dyn Param; 4] {
 }
 
 /// The values of [`INSERT_CLIENT`].
-pub fn client_values(c: &ClientRow) -> [&dyn Param; 4] {
-    [&c.id, &c.name, &c.secret_hash, &c.created_at]
+pub fn client_values(c: &ClientRow) -> [&dyn Param; 9] {
+    [&c.id, &c.name, &c.secret_hash, &c.created_at, &c.redirect_uris, &c.post_logout_redirect_uris, &c.scopes, &c.consent, &c.id_token_alg]
+}
+
+/// The values of [`INSERT_AUTH_CODE`].
+pub fn auth_code_values(a: &AuthCodeRow) -> [&dyn Param; 13] {
+    [
+        &a.code_hash,
+        &a.client_id,
+        &a.redirect_uri,
+        &a.user_id,
+        &a.browser_session_id,
+        &a.device_id,
+        &a.scope,
+        &a.nonce,
+        &a.code_challenge,
+        &a.auth_time,
+        &a.amr,
+        &a.created_at,
+        &a.expires_at,
+    ]
 }
 
 /// The values of [`INSERT_MFA_TOKEN`].
@@ -246,19 +276,22 @@ pub fn trust_values(t: &TrustRow) -> [&dyn Param; 8] {
 pub const PING: Sql = sql!("SELECT 1");
 pub const INSERT_SECRET: Sql = sql!("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING");
 pub const SECRET: Sql = sql!("SELECT value FROM server_secrets WHERE name = $1");
-pub const SIGNING_KEYS: Sql = sql!("SELECT kid, seed, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid");
-pub const RETIRE_SIGNING_KEYS: Sql = sql!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL");
-pub const INSERT_SIGNING_KEY: Sql = sql!("INSERT INTO signing_keys (kid, seed, created_at, retired_at) VALUES ($1, $2, $3, NULL)");
+pub const SIGNING_KEYS: Sql = sql!("SELECT kid, seed, created_at, retired_at, alg FROM signing_keys ORDER BY created_at DESC, kid");
+/// Retires the active key of one algorithm (`$2`).
+pub const RETIRE_SIGNING_KEYS: Sql = sql!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND alg = $2");
+pub const INSERT_SIGNING_KEY: Sql = sql!("INSERT INTO signing_keys (kid, seed, created_at, retired_at, alg) VALUES ($1, $2, $3, NULL, $4)");
 pub const INSERT_FIRST_SIGNING_KEY: Sql = sql!(
-    "INSERT INTO signing_keys (kid, seed, created_at, retired_at) SELECT $1, $2, $3, NULL \
-     WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL) ON CONFLICT DO NOTHING"
+    "INSERT INTO signing_keys (kid, seed, created_at, retired_at, alg) SELECT $1, $2, $3, NULL, $4 \
+     WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL AND alg = $4) ON CONFLICT DO NOTHING"
 );
 
 /// The housekeeping deletes, each with its cutoff (`$1`).
-pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 9] {
+pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 10] {
     let day = 86_400;
     [
         (sql!("DELETE FROM mfa_tokens WHERE expires_at < $1"), now - day),
+        // A used code is kept a day past expiry so that a replay still finds (and revokes) what it issued.
+        (sql!("DELETE FROM authorization_codes WHERE expires_at < $1"), now - day),
         (sql!("DELETE FROM email_codes WHERE expires_at < $1"), now - day),
         (sql!("DELETE FROM device_trust WHERE expires_at < $1"), now),
         (sql!("DELETE FROM rate_limits WHERE window_start < $1"), now - 2 * day),
@@ -292,8 +325,15 @@ pub const CLEAR_LOGIN_FAILURES: Sql = sql!("DELETE FROM login_failures WHERE key
 pub const INSERT_USER: Sql = sql!(concat!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4)"));
 pub const USER_BY_EMAIL: Sql = sql!(concat!("SELECT ", user_cols!(), " FROM users WHERE email = $1"));
 pub const USER_BY_ID: Sql = sql!(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"));
-pub const INSERT_CLIENT: Sql = sql!(concat!("INSERT INTO clients (", client_cols!(), ") VALUES ($1, $2, $3, $4)"));
-pub const CLIENT: Sql = sql!(concat!("SELECT ", client_cols!(), " FROM clients WHERE id = $1"));
+pub const INSERT_CLIENT: Sql = sql!(concat!("INSERT INTO clients (", client_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"));
+pub const CLIENT: Sql = sql!(concat!("SELECT ", client_cols!(), " FROM clients WHERE id = $1 AND removed_at IS NULL"));
+pub const CLIENTS: Sql = sql!(concat!("SELECT ", client_cols!(), " FROM clients WHERE removed_at IS NULL ORDER BY id"));
+/// Removal keeps the row (sessions and requests refer to it) and drops what it was granted.
+pub const REMOVE_CLIENT: Sql = sql!("UPDATE clients SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL");
+pub const DELETE_CLIENT_CONSENTS: Sql = sql!("DELETE FROM consents WHERE client_id = $1");
+/// A removed client's sessions end with it (`$1` now, `$2` the client).
+pub const REVOKE_CLIENT_SESSIONS: Sql =
+    sql!("UPDATE sessions SET revoked_at = $1, revoke_reason = 'client_removed' WHERE client_id = $2 AND revoked_at IS NULL");
 pub const SET_PASSWORD_HASH: Sql = sql!("UPDATE users SET password_hash = $1 WHERE id = $2");
 pub const SET_EMAIL_IF_NONE: Sql = sql!("UPDATE users SET email = $1 WHERE id = $2 AND email IS NULL");
 
@@ -350,6 +390,44 @@ pub const INSERT_SUCCESSOR: Sql = sql!(
 );
 pub const USE_SESSION: Sql = sql!(concat!("UPDATE sessions SET last_used_at = $1 WHERE id = $2 RETURNING ", session_cols!()));
 pub const REFRESH_BY_HASH: Sql = sql!(concat!("SELECT ", refresh_cols!(), " FROM refresh_tokens WHERE hash = $1"));
+
+// ---------------------------------------------------------------------------------------------
+// Apps signing their users in: authorization codes and consents.
+
+pub const INSERT_AUTH_CODE: Sql = sql!(concat!(
+    "INSERT INTO authorization_codes (",
+    auth_code_cols!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL)"
+));
+pub const AUTH_CODE: Sql = sql!(concat!("SELECT ", auth_code_cols!(), " FROM authorization_codes WHERE code_hash = $1"));
+/// The one conditional write that redeems a code: `$1` now, `$2` the session it opens, `$3` the
+/// code's hash, `$4` the presenting client. Only an unused, unexpired code of that client whose
+/// browser session is still live, on a device not revoked, is redeemed.
+pub const REDEEM_AUTH_CODE: Sql = sql!(concat!(
+    "UPDATE authorization_codes SET used_at = $1, issued_session_id = $2 \
+     WHERE code_hash = $3 AND client_id = $4 AND used_at IS NULL AND expires_at > $1 \
+     AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = authorization_codes.browser_session_id AND s.revoked_at IS NULL AND s.expires_at > $1) \
+     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = authorization_codes.device_id AND d.revoked_at IS NOT NULL) \
+     RETURNING ",
+    auth_code_cols!()
+));
+pub const CONSENT: Sql = sql!(concat!("SELECT ", consent_cols!(), " FROM consents WHERE user_id = $1 AND client_id = $2"));
+pub const CONSENTS_FOR_USER: Sql = sql!(concat!("SELECT ", consent_cols!(), " FROM consents WHERE user_id = $1 ORDER BY granted_at DESC"));
+/// A grant widens to the union of what was asked before and now (`$3`, computed by the caller).
+pub const PUT_CONSENT: Sql = sql!(
+    "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at"
+);
+pub const DELETE_CONSENT: Sql = sql!("DELETE FROM consents WHERE user_id = $1 AND client_id = $2");
+/// An app's grant revoked: its sessions of that user end (`$1` now, `$2` user, `$3` client).
+pub const REVOKE_APP_SESSIONS: Sql = sql!(
+    "UPDATE sessions SET revoked_at = $1, revoke_reason = 'app_access_revoked' WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL"
+);
+/// The apps signed in on each of a user's devices: live sessions of clients with redirect URIs.
+pub const APPS_ON_DEVICES: Sql = sql!(
+    "SELECT DISTINCT s.device_id, c.id, c.name FROM sessions s JOIN clients c ON c.id = s.client_id \
+     WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND c.redirect_uris <> '' ORDER BY c.name"
+);
 
 // ---------------------------------------------------------------------------------------------
 // Second factors and remembered devices.

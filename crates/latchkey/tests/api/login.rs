@@ -75,7 +75,7 @@ async fn logins_are_limited_per_ip() {
 async fn sessions_belong_to_the_named_client_and_its_refresh_tokens_are_bound_to_it() {
     let t = spawn().await;
     t.register("ann@example.com").await;
-    latchkey::service::clients::create(&t.app, "tv-app", "TV app", false).await.unwrap();
+    latchkey::service::clients::create(&t.app, latchkey::service::clients::NewClient::device("tv-app", "TV app", false)).await.unwrap();
     let r = t.post_json("/api/v1/sessions", json!({ "email": "ann@example.com", "password": PASSWORD, "client_id": "tv-app" })).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();

@@ -4,6 +4,7 @@
 mod common;
 
 mod accounts;
+mod apps;
 mod device_grant;
 mod devices;
 mod input;

@@ -60,10 +60,11 @@ async fn rotated_keys_are_published_before_they_sign_and_until_their_tokens_expi
     t.clock.advance(100);
     let old = t.login("ann@example.com", "Laptop").await;
     let old_kid = kid_of(&s(&old, "access_token"));
-    let new_kid = t.app.keys.rotate(t.app.now()).await.unwrap();
+    let new_kid = t.app.keys.rotate(t.app.now()).await.unwrap()[0].1.clone();
     // The new key is in the JWKS at once, but signs only once caches have had time to see it.
+    // An Ed25519 and an RSA key each, before and after.
     let jwks = jwks_of(&t).await;
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 4);
     let during = t.login("ann@example.com", "Phone").await;
     assert_eq!(kid_of(&s(&during, "access_token")), old_kid);
     t.clock.advance(91);
@@ -78,8 +79,10 @@ async fn rotated_keys_are_published_before_they_sign_and_until_their_tokens_expi
     t.clock.advance(600 + 61);
     t.app.keys.reload(t.app.now()).await.unwrap();
     let jwks = jwks_of(&t).await;
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
-    assert_eq!(jwks["keys"][0]["kid"], new_kid.as_str());
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let ed: Vec<_> = jwks["keys"].as_array().unwrap().iter().filter(|k| k["alg"] == "EdDSA").collect();
+    assert_eq!(ed.len(), 1);
+    assert_eq!(ed[0]["kid"], new_kid.as_str());
 }
 
 #[tokio::test]
@@ -126,7 +129,10 @@ async fn revocation_follows_rfc_7009() {
 async fn introspection_is_for_authenticated_confidential_clients() {
     let t = spawn().await;
     t.register("ann@example.com").await;
-    let secret = latchkey::service::clients::create(&t.app, "api-gw", "API gateway", true).await.unwrap().unwrap();
+    let secret = latchkey::service::clients::create(&t.app, latchkey::service::clients::NewClient::device("api-gw", "API gateway", true))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(secret.starts_with("lk_cs_"));
     let v = t.login("ann@example.com", "Laptop").await;
     let basic = |id: &str, sec: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{sec}")));

@@ -381,13 +381,28 @@ async fn accounts_and_clients() {
         assert!(!store.set_email_if_none("p", "q@example.com").await.unwrap(), "it has one now");
         assert_eq!(store.user_by_id("p").await.unwrap().expect("p").email.as_deref(), Some("p@example.com"));
 
-        let client = ClientRow { id: "app".into(), name: "App".into(), secret_hash: Some(vec![1, 2]), created_at: NOW };
+        let client = ClientRow {
+            id: "app".into(),
+            name: "App".into(),
+            secret_hash: Some(vec![1, 2]),
+            created_at: NOW,
+            redirect_uris: "https://app.example/cb".into(),
+            post_logout_redirect_uris: String::new(),
+            scopes: "openid".into(),
+            consent: "auto".into(),
+            id_token_alg: "RS256".into(),
+        };
         store.create_client(&client).await.unwrap();
         assert!(matches!(store.create_client(&client).await, Err(StoreError::Conflict)));
         let got = store.client("app").await.unwrap().expect("client");
         assert_eq!((got.name.as_str(), got.secret_hash), ("App", Some(vec![1, 2])));
         assert!(store.client("latchkey-cli").await.unwrap().is_some(), "seeded");
         assert!(store.client("nope").await.unwrap().is_none());
+        assert!(store.clients().await.unwrap().iter().any(|c| c.id == "app"));
+        assert!(store.delete_client("app", NOW).await.unwrap());
+        assert!(!store.delete_client("app", NOW).await.unwrap(), "removed once");
+        assert!(store.client("app").await.unwrap().is_none(), "gone");
+        assert!(matches!(store.create_client(&client).await, Err(StoreError::Conflict)), "its id is never reused");
     })
     .await;
 }
@@ -443,13 +458,25 @@ async fn keys_secrets_audit_and_housekeeping() {
         assert_eq!(store.secret_or_insert("jwt", b"first").await.unwrap(), b"first");
         assert_eq!(store.secret_or_insert("jwt", b"second").await.unwrap(), b"first");
 
-        let key = |kid: &str, at: i64| SigningKeyRow { kid: kid.into(), seed: vec![7; 32], created_at: at, retired_at: None };
+        let key = |kid: &str, at: i64| SigningKeyRow {
+            kid: kid.into(),
+            seed: vec![7; 32],
+            created_at: at,
+            retired_at: None,
+            alg: "EdDSA".into(),
+        };
         store.insert_first_signing_key(&key("a", 1)).await.unwrap();
         store.insert_first_signing_key(&key("b", 2)).await.unwrap();
         store.rotate_signing_key(&key("c", 3), 3).await.unwrap();
         let keys = store.signing_keys().await.unwrap();
         let listed: Vec<_> = keys.iter().map(|k| (k.kid.as_str(), k.retired_at)).collect();
         assert_eq!(listed, [("c", None), ("a", Some(3))]);
+        // One active key per algorithm: an RS256 key neither retires nor is blocked by EdDSA ones.
+        let rsa = SigningKeyRow { alg: "RS256".into(), ..key("r", 4) };
+        store.insert_first_signing_key(&rsa).await.unwrap();
+        store.rotate_signing_key(&SigningKeyRow { alg: "RS256".into(), ..key("s", 5) }, 5).await.unwrap();
+        let active: Vec<_> = store.signing_keys().await.unwrap().into_iter().filter(|k| k.retired_at.is_none()).map(|k| k.kid).collect();
+        assert_eq!(active, ["s", "c"]);
 
         user(&store, "u").await;
         for (i, kind) in ["login", "logout", "other"].into_iter().enumerate() {

@@ -26,6 +26,21 @@ impl AccountStore for PgStore {
         Ok(sqlx::query_as(sql::CLIENT.pg).bind(id).fetch_optional(&self.pool).await?)
     }
 
+    async fn clients(&self) -> StoreResult<Vec<ClientRow>> {
+        Ok(sqlx::query_as(sql::CLIENTS.pg).fetch_all(&self.pool).await?)
+    }
+
+    async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        if sqlx::query(sql::REMOVE_CLIENT.pg).bind(now).bind(id).execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(sql::REVOKE_CLIENT_SESSIONS.pg).bind(now).bind(id).execute(&mut *tx).await?;
+        sqlx::query(sql::DELETE_CLIENT_CONSENTS.pg).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
         sqlx::query(sql::SET_PASSWORD_HASH.pg).bind(hash).bind(user_id).execute(&self.pool).await?;
         Ok(())

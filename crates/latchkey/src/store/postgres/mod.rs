@@ -9,6 +9,7 @@ use super::*;
 
 mod accounts;
 mod approvals;
+mod grants;
 mod mfa;
 mod ops;
 mod sessions;

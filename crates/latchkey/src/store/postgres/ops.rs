@@ -22,12 +22,13 @@ impl OpsStore for PgStore {
         let mut tx = self.pool.begin().await?;
         // Serialise rotations (from several instances or `keys rotate`), so that each one retires
         // the key the previous one added instead of tripping over the one-active-key index.
-        xact_lock(&mut tx, LOCK_SIGNING_KEYS, "").await?;
-        sqlx::query(sql::RETIRE_SIGNING_KEYS.pg).bind(now).execute(&mut *tx).await?;
+        xact_lock(&mut tx, LOCK_SIGNING_KEYS, &key.alg).await?;
+        sqlx::query(sql::RETIRE_SIGNING_KEYS.pg).bind(now).bind(&key.alg).execute(&mut *tx).await?;
         sqlx::query(sql::INSERT_SIGNING_KEY.pg)
             .bind(&key.kid)
             .bind(&key.seed)
             .bind(key.created_at)
+            .bind(&key.alg)
             .execute(&mut *tx)
             .await
             .map_err(conflict_or)?;
@@ -36,7 +37,13 @@ impl OpsStore for PgStore {
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()> {
-        sqlx::query(sql::INSERT_FIRST_SIGNING_KEY.pg).bind(&key.kid).bind(&key.seed).bind(key.created_at).execute(&self.pool).await?;
+        sqlx::query(sql::INSERT_FIRST_SIGNING_KEY.pg)
+            .bind(&key.kid)
+            .bind(&key.seed)
+            .bind(key.created_at)
+            .bind(&key.alg)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

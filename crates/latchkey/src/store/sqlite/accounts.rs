@@ -34,6 +34,23 @@ impl AccountStore for SqliteStore {
         self.one(sql::CLIENT.lite, [id], client_row)
     }
 
+    async fn clients(&self) -> StoreResult<Vec<ClientRow>> {
+        Ok(sqlx::query_as(sql::CLIENTS.lite).fetch_all(&self.read).await?)
+    }
+
+    async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            if c.prepare_cached(sql::REMOVE_CLIENT.lite)?.execute(params![now, id])? == 0 {
+                return Ok(false);
+            }
+            c.prepare_cached(sql::REVOKE_CLIENT_SESSIONS.lite)?.execute(params![now, id])?;
+            c.prepare_cached(sql::DELETE_CLIENT_CONSENTS.lite)?.execute([&id])?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
         let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
         self.write(move |c| {

@@ -29,6 +29,7 @@ macro_rules! from_row {
 
 mod accounts;
 mod approvals;
+mod grants;
 mod memory;
 mod mfa;
 mod ops;
@@ -145,7 +146,10 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
 }
 
 fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
-    Ok(from_row!(r, ClientRow { id, name, secret_hash, created_at }))
+    Ok(from_row!(
+        r,
+        ClientRow { id, name, secret_hash, created_at, redirect_uris, post_logout_redirect_uris, scopes, consent, id_token_alg }
+    ))
 }
 
 fn pairing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PairingCodeRow> {

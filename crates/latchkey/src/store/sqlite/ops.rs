@@ -26,8 +26,8 @@ impl OpsStore for SqliteStore {
         let key = key.clone();
         // One writer: rotations are serialised without a lock.
         self.write(move |c| {
-            c.prepare_cached(sql::RETIRE_SIGNING_KEYS.lite)?.execute([now])?;
-            c.prepare_cached(sql::INSERT_SIGNING_KEY.lite)?.execute(params![key.kid, key.seed, key.created_at])?;
+            c.prepare_cached(sql::RETIRE_SIGNING_KEYS.lite)?.execute(params![now, key.alg])?;
+            c.prepare_cached(sql::INSERT_SIGNING_KEY.lite)?.execute(params![key.kid, key.seed, key.created_at, key.alg])?;
             Ok(())
         })
         .await
@@ -36,7 +36,7 @@ impl OpsStore for SqliteStore {
     async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()> {
         let key = key.clone();
         self.write(move |c| {
-            c.prepare_cached(sql::INSERT_FIRST_SIGNING_KEY.lite)?.execute(params![key.kid, key.seed, key.created_at])?;
+            c.prepare_cached(sql::INSERT_FIRST_SIGNING_KEY.lite)?.execute(params![key.kid, key.seed, key.created_at, key.alg])?;
             Ok(())
         })
         .await
