@@ -11,6 +11,7 @@ mod input;
 mod login;
 mod mfa;
 mod oauth;
+mod oidc_rp;
 mod operations;
 mod pairing;
 mod qr;

@@ -52,8 +52,9 @@ async fn sign_in_with(alg: SigningAlg, confidential: bool) {
     assert_eq!(claims.email().map(|e| e.as_str()), Some("ann@example.com"));
     let user = t.app.store.user_by_email("ann@example.com").await.unwrap().unwrap();
     assert_eq!(claims.subject().as_str(), user.id);
-    let at_hash = AccessTokenHash::from_token(tokens.access_token(), id_token.signing_alg().unwrap(), id_token.signing_key(&id_verifier).unwrap())
-        .unwrap();
+    let at_hash =
+        AccessTokenHash::from_token(tokens.access_token(), id_token.signing_alg().unwrap(), id_token.signing_key(&id_verifier).unwrap())
+            .unwrap();
     assert_eq!(claims.access_token_hash(), Some(&at_hash));
     // A wrong nonce is refused by the relying party.
     assert!(id_token.claims(&id_verifier, &Nonce::new("other".into())).is_err());
