@@ -19,6 +19,8 @@ fn help_teaches_every_subcommand() {
         vec!["serve", "--help"],
         vec!["user", "add", "--help"],
         vec!["client", "add", "--help"],
+        vec!["client", "list", "--help"],
+        vec!["client", "remove", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["audit", "--help"],
     ] {
@@ -62,10 +64,46 @@ fn operator_commands_then_serve_then_graceful_stop() {
     assert!(String::from_utf8(out.stdout).unwrap().contains("client_secret: lk_cs_"));
     let out = latchkey(dir.path(), &["client", "add", "gw", "--name", "Gateway"]).output().unwrap();
     assert!(!out.status.success(), "duplicate client refused");
+    // An app that signs its users in through the browser.
+    let args = [
+        "client",
+        "add",
+        "grafana",
+        "--name",
+        "Grafana",
+        "--confidential",
+        "--redirect-uri",
+        "https://grafana.example.com/login/generic_oauth",
+        "--post-logout-redirect-uri",
+        "https://grafana.example.com/login",
+        "--consent",
+        "always",
+        "--id-token-signed-response-alg",
+        "EdDSA",
+    ];
+    let out = latchkey(dir.path(), &args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for bad in
+        [["--redirect-uri", "https://grafana.example.com/cb#x"], ["--redirect-uri", "https://*.example.com/cb"], ["--consent", "never"]]
+    {
+        let out = latchkey(dir.path(), &["client", "add", "bad", "--name", "Bad", "--confidential", bad[0], bad[1]]).output().unwrap();
+        assert!(!out.status.success(), "{bad:?} refused");
+    }
+    let list = String::from_utf8(latchkey(dir.path(), &["client", "list"]).output().unwrap().stdout).unwrap();
+    assert!(list.contains("grafana\tconfidential\tGrafana\thttps://grafana.example.com/login/generic_oauth"), "{list}");
+    assert!(!list.contains("bad"), "{list}");
+    let show: serde_json::Value =
+        serde_json::from_slice(&latchkey(dir.path(), &["client", "show", "grafana"]).output().unwrap().stdout).unwrap();
+    assert_eq!(show["consent"], "always");
+    assert_eq!(show["id_token_signed_response_alg"], "EdDSA");
+    assert_eq!(show["post_logout_redirect_uris"][0], "https://grafana.example.com/login");
+    assert!(latchkey(dir.path(), &["client", "remove", "grafana"]).output().unwrap().status.success());
+    assert!(!latchkey(dir.path(), &["client", "show", "grafana"]).output().unwrap().status.success(), "removed");
+    assert!(!latchkey(dir.path(), &["client", "remove", "latchkey-cli"]).output().unwrap().status.success(), "built in");
 
     assert!(latchkey(dir.path(), &["keys", "rotate"]).output().unwrap().status.success());
     let audit = String::from_utf8(latchkey(dir.path(), &["audit", "--json"]).output().unwrap().stdout).unwrap();
-    for kind in ["account_created", "client_created", "key_rotated"] {
+    for kind in ["account_created", "client_created", "client_removed", "key_rotated"] {
         assert!(audit.contains(kind), "{kind} in {audit}");
     }
 

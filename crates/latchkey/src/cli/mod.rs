@@ -164,6 +164,8 @@ latchkey client add grafana --name Grafana --confidential --redirect-uri https:/
         id_token_signed_response_alg: String,
     },
     /// List the registered clients.
+    #[command(long_about = "List the registered clients, one per line: client_id, public or confidential, name and redirect \
+URIs, tab-separated. With --json, every setting of each client as a JSON array (never a secret: only its hash is kept).")]
     List {
         #[arg(long)]
         json: bool,
@@ -171,6 +173,9 @@ latchkey client add grafana --name Grafana --confidential --redirect-uri https:/
     /// Show one client.
     Show { id: String },
     /// Remove a client: its sessions end at once, its consents go, its id is never reused.
+    #[command(long_about = "Remove a client. Every session it holds ends at once (access tokens stop working on their next \
+use, refresh tokens are refused), the consents users gave it are dropped, and its client_id is never used again. The \
+built-in latchkey-cli and latchkey-web cannot be removed.")]
     Remove { id: String },
 }
 

@@ -8,6 +8,7 @@
 mod approvals;
 #[path = "../common/mod.rs"]
 mod common;
+mod grants;
 
 use common::{PgSchema, test_database_url};
 use futures_util::FutureExt;

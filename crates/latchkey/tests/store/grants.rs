@@ -1,0 +1,111 @@
+//! Authorization codes and consents on each backend: one redemption per code under a race, and
+//! nothing redeemed that is expired, another client's, or whose browser session or device ended.
+
+use super::*;
+use latchkey::store::{AuthCodeRow, ConsentRow};
+
+fn code(user_id: &str, s: &SessionRow, hash: &[u8]) -> AuthCodeRow {
+    AuthCodeRow {
+        code_hash: hash.to_vec(),
+        client_id: "latchkey-cli".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        user_id: user_id.into(),
+        browser_session_id: s.id.clone(),
+        device_id: s.device_id.clone(),
+        scope: "openid".into(),
+        nonce: Some("n".into()),
+        code_challenge: None,
+        auth_time: NOW,
+        amr: "pwd".into(),
+        created_at: NOW,
+        expires_at: NOW + 60,
+        used_at: None,
+        issued_session_id: None,
+    }
+}
+
+/// The app's session a redemption opens on the browser's device.
+fn app_session(d: &DeviceRow, id: &str) -> (SessionRow, RefreshTokenRow) {
+    let s = SessionRow { web_token_hash: None, ..session(&d.user_id, &d.id, id, NOW + 1000) };
+    let r = refresh(id, format!("rt-{id}").as_bytes(), NOW + 500);
+    (s, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_code_redemption_wins() {
+    each_backend("one_code_redemption_wins", |store| async move {
+        let (d, s, _) = signed_in(&store, "u").await;
+        store.create_auth_code(&code("u", &s, b"c1")).await.unwrap();
+        let answers = race(RACERS, |i| {
+            let (store, d) = (store.clone(), d.clone());
+            async move {
+                let (s, r) = app_session(&d, &format!("app-{i}"));
+                store.redeem_auth_code(b"c1", "latchkey-cli", &d, &s, &r, NOW + 1).await.unwrap().is_some()
+            }
+        })
+        .await;
+        assert_eq!(winners(&answers), 1, "{answers:?}");
+        let used = store.auth_code(b"c1").await.unwrap().expect("the code");
+        assert_eq!(used.used_at, Some(NOW + 1));
+        let issued = used.issued_session_id.expect("names the session it opened");
+        assert!(store.session(&issued).await.unwrap().is_some(), "that session exists");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn codes_are_bound_to_client_time_session_and_device() {
+    each_backend("codes_are_bound_to_client_time_session_and_device", |store| async move {
+        let (d, s, _) = signed_in(&store, "u").await;
+        let (app, r) = app_session(&d, "app");
+        store.create_auth_code(&code("u", &s, b"c")).await.unwrap();
+        assert!(store.redeem_auth_code(b"c", "other", &d, &app, &r, NOW + 1).await.unwrap().is_none(), "another client");
+        assert!(store.redeem_auth_code(b"c", "latchkey-cli", &d, &app, &r, NOW + 60).await.unwrap().is_none(), "expired");
+        assert!(store.session("app").await.unwrap().is_none(), "no session without a redemption");
+        store.revoke_session(&s.id, "logout", NOW + 2).await.unwrap();
+        assert!(store.redeem_auth_code(b"c", "latchkey-cli", &d, &app, &r, NOW + 3).await.unwrap().is_none(), "the browser signed out");
+
+        let (d2, s2, _) = signed_in(&store, "v").await;
+        let (app2, r2) = app_session(&d2, "app2");
+        store.create_auth_code(&code("v", &s2, b"c2")).await.unwrap();
+        // Revoking a device revokes its sessions too; the device check stands on its own as well.
+        assert!(store.revoke_device("v", &d2.id, NOW + 2).await.unwrap());
+        assert!(store.redeem_auth_code(b"c2", "latchkey-cli", &d2, &app2, &r2, NOW + 3).await.unwrap().is_none(), "a revoked device");
+        assert!(store.auth_code(b"c2").await.unwrap().expect("kept").used_at.is_none(), "nothing was used up");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revoking_a_consent_ends_the_apps_sessions_only() {
+    each_backend("revoking_a_consent_ends_the_apps_sessions_only", |store| async move {
+        let (d, s, _) = signed_in(&store, "u").await;
+        let client = ClientRow {
+            id: "notes".into(),
+            name: "Notes".into(),
+            secret_hash: None,
+            created_at: NOW,
+            redirect_uris: "https://app.example/cb".into(),
+            post_logout_redirect_uris: String::new(),
+            scopes: "openid".into(),
+            consent: "auto".into(),
+            id_token_alg: "RS256".into(),
+        };
+        store.create_client(&client).await.unwrap();
+        let grant = ConsentRow { user_id: "u".into(), client_id: "notes".into(), scope: "openid".into(), granted_at: NOW };
+        store.put_consent(&grant).await.unwrap();
+        store.put_consent(&ConsentRow { scope: "email openid".into(), ..grant.clone() }).await.unwrap();
+        assert_eq!(store.consent("u", "notes").await.unwrap().expect("granted").scope, "email openid");
+        let (app, r) = app_session(&d, "app");
+        let app = SessionRow { client_id: "notes".into(), ..app };
+        store.create_session(&d, &app, Some(&RefreshTokenRow { client_id: "notes".into(), ..r })).await.unwrap();
+        let apps = store.apps_on_devices("u", NOW + 1).await.unwrap();
+        assert_eq!(apps, [(d.id.clone(), "notes".to_owned(), "Notes".to_owned())]);
+        assert_eq!(store.revoke_consent("u", "notes", NOW + 2).await.unwrap(), (true, 1));
+        assert!(store.consents_for_user("u").await.unwrap().is_empty());
+        assert!(store.session("app").await.unwrap().expect("kept").revoked_at.is_some(), "the app's session ended");
+        assert!(store.session(&s.id).await.unwrap().expect("kept").revoked_at.is_none(), "the browser's own did not");
+        assert!(store.apps_on_devices("u", NOW + 3).await.unwrap().is_empty());
+    })
+    .await;
+}
