@@ -20,6 +20,9 @@
 //! wrk`) the wrk and peer parts are left out. `LOAD_DATABASE_URL` names the PostgreSQL database
 //! (default postgres://postgres@127.0.0.1:5432/test; the run creates and drops a `bench_…` schema
 //! in it), `LOAD_PG=0` leaves PostgreSQL out; an unreachable database is reported and skipped.
+//! Then (issue 11) authorization-code exchanges (id_tokens RS256 and EdDSA) and userinfo beside
+//! the peer copied to `bench/peer/` with a code flow (`cd bench/peer && npm ci` first);
+//! `LOAD_ONLY=codes` runs that part alone.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::collections::BTreeMap;
@@ -31,6 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "support/codes.rs"]
+mod codes;
 #[path = "../tests/common/listen.rs"]
 mod listen;
 #[path = "support/proc.rs"]
@@ -121,6 +126,8 @@ struct Server {
     pid: u32,
     base: String,
     log: PathBuf,
+    /// The data directory, for operator commands beside the running server.
+    data: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -168,7 +175,7 @@ impl Server {
                 panic!("the server did not print its address; its stderr:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
         };
-        Server { child, pid, base: format!("http://{addr}"), log, _dir: dir }
+        Server { child, pid, base: format!("http://{addr}"), log, data, _dir: dir }
     }
 
     fn url(&self, path: &str) -> String {
@@ -1474,6 +1481,18 @@ async fn main() {
     let machine = machine();
     println!("# latchkey load benchmark");
     println!("machine: {machine}");
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(usize::MAX)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client");
+    // `LOAD_ONLY=codes`: only the apps part (issue 11), about two minutes.
+    if std::env::var("LOAD_ONLY").is_ok_and(|v| v == "codes") {
+        codes::run(&http).await;
+        println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
+        return;
+    }
 
     // 1. The argon2 bound, before the server starts so nothing competes with it.
     println!("\n[argon2] {cpus} threads hashing with argon2id m={ARGON_M_KIB} KiB t={ARGON_T} p={ARGON_P} for {ARGON_SECS} s ...");
@@ -1490,13 +1509,6 @@ async fn main() {
     let rss_idle = rss_kib(server.pid).unwrap_or(0);
     rss.take_peak();
     println!("[server] idle RSS {}", mib(rss_idle));
-
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(usize::MAX)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client");
 
     let created = http
         .post(server.url("/api/v1/accounts"))
@@ -2035,7 +2047,10 @@ async fn main() {
         print!("{t}");
     }
 
-    // 10. The recorded peer figures, Rauthy included (it cannot be rerun from here).
+    // 10. Apps signing in (issue 11): code exchanges and userinfo, beside the peer's.
+    codes::run(&http).await;
+
+    // 11. The recorded peer figures, Rauthy included (it cannot be rerun from here).
     let peers_path = std::env::var("PEER_FIGURES").unwrap_or_else(|_| peer_dir.join("../FIGURES.md").display().to_string());
     println!("\n## Recorded peer figures (from {peers_path}; wrk -t1 -c32 -d5s, not this run)\n");
     match std::fs::read_to_string(&peers_path) {

@@ -12,6 +12,11 @@
 //!   with no session yet, asks this test for the current code (`NEED_TOTP`), types it with
 //!   "Remember this device" ticked, logs out and signs in again without a second factor; this
 //!   test then checks the audit log and the device's `trusted_until` from the API side.
+//! - `e2e/oidc_rp.mjs` runs a tiny relying party on openid-client and signs in to it through
+//!   Latchkey: `/login`, `/mfa` with the code from this test (`NEED_TOTP`) and "Remember this
+//!   device" ticked, the consent page, Allow, back to the app with verified claims (`CLAIMS …`);
+//!   then, logged out of Latchkey, again with the password alone: no second factor and no consent
+//!   page. This test then checks the claims, the audit log and the app on the browser's device.
 //! - `e2e/qr.mjs` shows the QR on `/login` on a desktop screen; this test rasterises the QR's
 //!   SVG, decodes it, scans it as a phone signed up passwordless through the API, checks the
 //!   number the page shows against the phone's choices and approves; the page signs itself in
@@ -43,6 +48,8 @@ const TV_NAME: &str = "Browser-approved TV";
 const TABLET_NAME: &str = "Kitchen tablet";
 const API_DEVICE: &str = "Laptop";
 const PHONE_NAME: &str = "Ann's phone";
+const RP_CLIENT: &str = "rp";
+const RP_NAME: &str = "Tiny RP";
 const FIREFOX_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
 /// The whole browser run may take this long; Chromium's cold start is the slow part.
@@ -432,6 +439,95 @@ async fn browser_remembers_a_device_after_the_second_factor() {
     assert!((days - t.app.settings.mfa.remember_days as f64).abs() < 1.0, "trusted for {days:.2} days: {browser}");
     let api = devices.iter().find(|d| d["name"] == API_DEVICE).unwrap_or_else(|| panic!("no {API_DEVICE} in {devices:?}"));
     assert!(api["trusted_until"].is_null(), "the API device was never remembered: {api}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_signs_in_through_login_with_totp_then_a_remembered_device() {
+    let Some(tools) = tools_or_skip("oidc_rp.mjs") else {
+        return;
+    };
+    // The relying party in the script is openid-client, which an older `npm ci` did not install.
+    let openid_client = e2e_dir().join("node_modules/openid-client");
+    if !openid_client.is_dir() {
+        let why = format!("{} is missing (cd e2e && npm ci)", openid_client.display());
+        assert!(std::env::var_os("E2E_REQUIRED").is_none(), "E2E_REQUIRED is set but the browser test e2e/oidc_rp.mjs cannot run: {why}");
+        eprintln!("\n!!!!!!!! SKIPPED: browser page test e2e/oidc_rp.mjs not run: {why} !!!!!!!!\n");
+        return;
+    }
+    let t = spawn().await;
+    let email = "rp-user@example.com";
+    t.register(email).await;
+    let access = s(&t.login(email, API_DEVICE).await, "access_token");
+
+    // TOTP on, through the API, with a code computed here.
+    let r = t.http.post(t.url("/api/v1/mfa/totp")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 200, "POST /api/v1/mfa/totp");
+    let secret = s(&r.json::<Value>().await.unwrap(), "secret");
+    let enrolled_at = t.app.now();
+    let r = t.post_json_auth("/api/v1/mfa/totp/confirm", &access, json!({ "code": totp_at(&secret, enrolled_at) })).await;
+    assert_eq!(r.status(), 200, "confirming TOTP: {}", r.text().await.unwrap_or_default());
+
+    // The app: public, a loopback redirect (any port), consent asked the first time only.
+    let client = latchkey::service::clients::NewClient {
+        id: RP_CLIENT.into(),
+        name: RP_NAME.into(),
+        confidential: false,
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        post_logout_redirect_uris: vec![],
+        scopes: None,
+        consent: latchkey::service::clients::Consent::Auto,
+        id_token_alg: latchkey::keys::SigningAlg::RS256,
+    };
+    assert!(latchkey::service::clients::create(&t.app, client).await.unwrap().is_none(), "a public client got a secret");
+
+    let script = Script::start(&tools, &t, &[("EMAIL", email), ("PASSWORD", PASSWORD), ("CLIENT_ID", RP_CLIENT), ("CLIENT_NAME", RP_NAME)]);
+    // The browser is on /mfa, half signed in. The enrolment used up its 30-second step and the
+    // replay guard refuses it again, so move the server's clock past it if need be.
+    let (script, _) = script.wait_for_line("NEED_TOTP").await;
+    let behind = enrolled_at.div_euclid(30) - t.app.now().div_euclid(30);
+    if behind >= 0 {
+        t.clock.advance(30 * (behind + 1));
+    }
+    let script = script.say(&totp_at(&secret, t.app.now())).await;
+    // What the app verified, both times: the same user, issued here for the app.
+    let (script, first) = script.wait_for_line("CLAIMS ").await;
+    let (script, second) = script.wait_for_line("CLAIMS ").await;
+    script.finish().await;
+    let claims: Vec<Value> = [first, second].iter().map(|c| serde_json::from_str(c).expect("CLAIMS is JSON")).collect();
+
+    let audit = t.app.store.audit_all(100).await.unwrap();
+    let kinds: Vec<&str> = audit.iter().rev().map(|e| e.kind.as_str()).collect();
+    let authorized: Vec<_> = audit.iter().filter(|e| e.kind == "app_authorized").collect();
+    assert_eq!(authorized.len(), 2, "two codes for the app, one per sign-in: {kinds:?}");
+    assert_eq!(audit.iter().filter(|e| e.kind == "app_consent_granted").count(), 1, "consent asked once, then remembered: {kinds:?}");
+    let skipped: Vec<_> = audit.iter().filter(|e| e.kind == "mfa_skipped_trusted_device").collect();
+    assert_eq!(skipped.len(), 1, "the second sign-in skipped the second factor: {kinds:?}");
+    assert_eq!(audit.iter().filter(|e| e.kind == "mfa_succeeded").count(), 1, "one second factor, the first time only: {kinds:?}");
+    let user_id = authorized[0].user_id.clone().expect("app_authorized names no user");
+    for c in &claims {
+        assert_eq!(c["id_token"]["sub"], user_id.as_str(), "the app signed in someone else: {c}");
+        assert_eq!(c["id_token"]["iss"], t.base.as_str(), "{c}");
+        assert_eq!(c["id_token"]["aud"], RP_CLIENT, "{c}");
+        assert_eq!(c["userinfo"]["email"], email, "{c}");
+    }
+    let trusted_device = skipped[0].device_id.clone().expect("mfa_skipped_trusted_device names no device");
+    for a in &authorized {
+        assert_eq!(a.device_id.as_deref(), Some(trusted_device.as_str()), "the app was authorized on another device: {a:?}");
+    }
+
+    // The browser is one device, remembered, with the app signed in on it.
+    let r = t.get_auth("/api/v1/devices", &access).await;
+    assert_eq!(r.status(), 200, "GET /api/v1/devices");
+    let devices: Vec<Value> = r.json().await.unwrap();
+    let browsers: Vec<&Value> = devices.iter().filter(|d| d["name"] != API_DEVICE).collect();
+    assert_eq!(browsers.len(), 1, "one browser device, both sign-ins on it: {devices:?}");
+    let browser = browsers[0];
+    assert_eq!(browser["id"], trusted_device.as_str(), "the skipped second factor was for another device: {browser}");
+    assert!(browser["trusted_until"].is_string(), "the browser device is not remembered: {browser}");
+    let apps = browser["apps"].as_array().unwrap_or_else(|| panic!("no apps on the browser device: {browser}"));
+    assert!(apps.iter().any(|a| a["client_id"] == RP_CLIENT), "{RP_CLIENT} is not signed in on the browser device: {browser}");
+    let api = devices.iter().find(|d| d["name"] == API_DEVICE).unwrap_or_else(|| panic!("no {API_DEVICE} in {devices:?}"));
+    assert!(api["apps"].as_array().is_some_and(|a| a.is_empty()), "the app was never signed in on the API device: {api}");
 }
 
 /// What a QR code in an SVG says: rasterised with resvg on white, then decoded with rqrr, as a

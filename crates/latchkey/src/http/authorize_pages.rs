@@ -3,7 +3,9 @@
 //! `service::authorize`'s and `service::oidc`'s; this file turns them into pages and redirects.
 
 use super::AppState;
-use super::web::{CsrfForm, MaybeWebUser, PageError, PageQuery, cookie_names, csrf_token, decision, done, forget, urlencode};
+use super::web::{
+    CsrfForm, MaybeWebUser, PageError, PageQuery, allow_form_target, cookie_names, csrf_token, decision, done, forget, urlencode,
+};
 use crate::domain::authorize::RawAuthorize;
 use crate::service::ClientMeta;
 use crate::service::authorize::{self, ConsentView, Step};
@@ -110,7 +112,8 @@ async fn answer(
         }
         Step::Consent(view) => {
             let (jar, csrf) = csrf_token(jar, s);
-            (jar, ConsentPage { csrf, request: q.encoded(), view }).into_response()
+            let origin = view.redirect_origin.clone();
+            allow_form_target((jar, ConsentPage { csrf, request: q.encoded(), view }).into_response(), origin.as_deref())
         }
     })
 }
@@ -201,7 +204,8 @@ async fn end_session(
     if !checked.confirmed && !confirmed_by_user {
         let (jar, csrf) = csrf_token(jar, s);
         let request = serde_urlencoded::to_string(&req).unwrap_or_default();
-        return Ok((jar, EndSessionPage { csrf, request }).into_response());
+        let origin = checked.redirect.as_deref().and_then(authorize::origin_of);
+        return Ok(allow_form_target((jar, EndSessionPage { csrf, request }).into_response(), origin.as_deref()));
     }
     oidc::end_session(&s.app, &caller, req.client_id.as_deref(), meta).await?;
     let jar = forget(jar, cookie_names(s.app.secure_cookies).session);

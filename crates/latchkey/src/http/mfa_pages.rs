@@ -1,7 +1,9 @@
 //! `/mfa`: the second step of a browser login, with "Remember this device".
 
 use super::AppState;
-use super::web::{CsrfForm, PageError, PageQuery, cookie_names, csrf_token, forget, safe_next, signed_in};
+use super::web::{
+    CsrfForm, PageError, PageQuery, allow_form_target, cookie_names, csrf_token, forget, next_app_origin, safe_next, signed_in,
+};
 use crate::service::login_mfa;
 use crate::service::{AppError, ClientMeta};
 use askama::Template;
@@ -66,7 +68,10 @@ async fn render(s: &AppState, jar: CookieJar, next: String, say: Say) -> Result<
         Say::Error(status, text) => (status, Some(text), None),
     };
     let (jar, csrf) = csrf_token(jar, s);
-    Ok((status, jar, MfaPage { csrf, next, methods, remember_days: s.app.settings.mfa.remember_days, error, notice }).into_response())
+    let origin = next_app_origin(s, &next).await;
+    let page =
+        (status, jar, MfaPage { csrf, next, methods, remember_days: s.app.settings.mfa.remember_days, error, notice }).into_response();
+    Ok(allow_form_target(page, origin.as_deref()))
 }
 
 #[derive(Deserialize)]

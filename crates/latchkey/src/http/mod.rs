@@ -68,6 +68,13 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// [`CSP`] for a page whose form's redirects end at `origin`: browsers check `form-action`
+/// against every redirect after a form post, so a sign-in or consent form on the way back to an
+/// app must name the app's origin (already checked against the app's registered redirect URIs).
+pub fn csp_with_form_target(origin: &str) -> String {
+    CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"))
+}
+
 pub fn router(state: AppState) -> Router {
     let s = &state.app.settings.server;
     let mut router = Router::new()

@@ -3,8 +3,8 @@
 
 use super::AppState;
 use super::web::{
-    CsrfForm, Empty, PageError, PagePath, PageQuery, WebUser, asset, cookie, cookie_names, csrf_token, forget, safe_next, signed_in,
-    urlencode,
+    CsrfForm, Empty, PageError, PagePath, PageQuery, WebUser, allow_form_target, asset, cookie, cookie_names, csrf_token, forget,
+    next_app_origin, safe_next, signed_in, urlencode,
 };
 use crate::clock::rfc3339;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
@@ -50,7 +50,9 @@ struct NextQuery {
 
 async fn login_form(State(s): State<AppState>, jar: CookieJar, PageQuery(q): PageQuery<NextQuery>) -> Response {
     let (jar, csrf) = csrf_token(jar, &s);
-    (jar, LoginPage { csrf, next: safe_next(q.next.as_deref()), email: String::new(), error: None }).into_response()
+    let next = safe_next(q.next.as_deref());
+    let origin = next_app_origin(&s, &next).await;
+    allow_form_target((jar, LoginPage { csrf, next, email: String::new(), error: None }).into_response(), origin.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -100,7 +102,9 @@ async fn login_submit(
                 _ => return Err(e.into()),
             };
             let (jar, csrf) = csrf_token(jar, &s);
-            Ok((status, jar, LoginPage { csrf, next, email: f.email, error: Some(text) }).into_response())
+            let origin = next_app_origin(&s, &next).await;
+            let page = (status, jar, LoginPage { csrf, next, email: f.email, error: Some(text) }).into_response();
+            Ok(allow_form_target(page, origin.as_deref()))
         }
     }
 }

@@ -16,7 +16,7 @@ use askama_web::WebTemplate;
 use axum::extract::rejection::{PathRejection, QueryRejection, RawFormRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawForm, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
@@ -255,6 +255,22 @@ pub fn safe_next(next: Option<&str>) -> String {
         }
         _ => "/account".into(),
     }
+}
+
+/// Lets this page's forms redirect on to `origin` (see [`super::csp_with_form_target`]).
+pub fn allow_form_target(mut resp: Response, origin: Option<&str>) -> Response {
+    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(&super::csp_with_form_target(o)).ok()) {
+        resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    resp
+}
+
+/// The app's origin a sign-in page's `next` leads back to, if it is an authorization request
+/// whose redirect URI the app registered; None for anything else.
+pub async fn next_app_origin(s: &AppState, next: &str) -> Option<String> {
+    let query = next.strip_prefix("/oauth/authorize?")?;
+    let raw: crate::domain::authorize::RawAuthorize = serde_urlencoded::from_str(query).ok()?;
+    crate::service::authorize::redirect_origin(&s.app, &raw).await
 }
 
 /// `approve` or `deny`, from a button or a path; anything else is `None`.

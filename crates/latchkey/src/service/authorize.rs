@@ -37,6 +37,8 @@ pub struct ConsentView {
     pub client_id: String,
     pub client_name: String,
     pub redirect_host: String,
+    /// Where the answer goes (the page's form must be allowed to redirect there).
+    pub redirect_origin: Option<String>,
     pub scopes: Vec<(String, &'static str)>,
 }
 
@@ -80,6 +82,24 @@ async fn parse(app: &App, raw: &RawAuthorize) -> AppResult<Result<(ClientRow, Au
         Err(Refusal::Redirect { redirect_uri, state, error, description }) => {
             Ok(Err(error_redirect(app, &redirect_uri, state.as_deref(), error, &description)))
         }
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of the redirect URI the request would answer on, once it
+/// is checked against the client's registered ones; None if it does not check out.
+pub async fn redirect_origin(app: &App, raw: &RawAuthorize) -> Option<String> {
+    let client = clients::lookup(app, raw.client_id.as_deref()?).await.ok()??;
+    let (uris, scope, public) = facts(&client);
+    let target = authorize::redirect_target(raw, &ClientFacts { redirect_uris: &uris, public, allowed_scope: &scope }).ok()?;
+    origin_of(&target)
+}
+
+pub fn origin_of(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    // Private-use schemes (a native app's `com.example:/cb`) have no host: the scheme alone.
+    match u.host_str() {
+        Some(_) => Some(u.origin().ascii_serialization()).filter(|o| o != "null"),
+        None => Some(format!("{}:", u.scheme())),
     }
 }
 
@@ -155,6 +175,7 @@ fn consent_view(client: &ClientRow, req: &AuthorizationRequest) -> ConsentView {
         client_id: client.id.clone(),
         client_name: client.name.clone(),
         redirect_host,
+        redirect_origin: origin_of(&req.redirect_uri),
         scopes: req.scope.iter().map(|s| (s.to_owned(), describe_scope(s))).collect(),
     }
 }
@@ -247,4 +268,17 @@ pub async fn revoke_app(app: &App, caller: &Caller, client_id: &str, meta: &Clie
         .record(app)
         .await?;
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_are_what_a_csp_names() {
+        assert_eq!(origin_of("https://app.example/cb?x=1").as_deref(), Some("https://app.example"));
+        assert_eq!(origin_of("http://127.0.0.1:49152/native").as_deref(), Some("http://127.0.0.1:49152"));
+        assert_eq!(origin_of("com.example.app:/cb").as_deref(), Some("com.example.app:"));
+        assert_eq!(origin_of("not a url"), None);
+    }
 }

@@ -1,0 +1,395 @@
+//! Issue 11's figures: authorization-code exchanges per second (id_tokens signed RS256 and
+//! EdDSA) and userinfo per second, on Latchkey and, in the same run, on the peer (panva's
+//! oidc-provider, copied to `bench/peer/` with a code flow added; see its README), both under
+//! `wrk -t1 -c32` as the peer's bench.sh runs it; and the id_token signatures one core makes per
+//! second with the server's own key ring.
+//!
+//! Codes are single-use and live 60 s, so each run gets fresh ones, minted just before it: on
+//! Latchkey through the real authorization endpoint by a signed-in browser (a cookie jar) whose
+//! consent is remembered; on the peer through its own models (`POST /bench/codes`, the same rows
+//! its authorization endpoint would store). Minting is not measured.
+
+use super::*;
+
+const REDIRECT: &str = "https://rp.example/cb";
+/// The peer's fixed PKCE verifier (bench/peer/README.md); ours uses the same.
+const VERIFIER: &str = "bench-verifier-0123456789-0123456789-0123456789";
+const CONNS: usize = 32;
+/// Enough codes for a run at up to this rate; more would only slow the minting.
+const MAX_RATE: f64 = 6000.0;
+const SIGN_SECS: f64 = 2.0;
+/// Issue 11's target: code exchanges at least 3× the peer's, with p99 at most 10 ms.
+const RATIO_TARGET: f64 = 3.0;
+const P99_TARGET_MS: f64 = 10.0;
+
+fn lua(name: &str) -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench")).join(name);
+    p.canonicalize().unwrap_or(p)
+}
+
+fn exchange_body(code: &str, client: &str) -> String {
+    format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&client_id={client}&code_verifier={VERIFIER}",
+        urlencode(code),
+        urlencode(REDIRECT)
+    )
+}
+
+/// A source of fresh codes for one client.
+enum Minter {
+    /// A signed-in browser at Latchkey's authorization endpoint.
+    Latchkey { browser: reqwest::Client, base: String },
+    /// The peer's bench route.
+    Peer { http: reqwest::Client, base: String },
+}
+
+impl Minter {
+    async fn mint(&self, client: &str, n: usize) -> Result<Vec<String>, String> {
+        match self {
+            Minter::Latchkey { browser, base } => {
+                let url = format!(
+                    "{base}/oauth/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20email&nonce=bench-nonce&code_challenge={}&code_challenge_method=S256",
+                    urlencode(REDIRECT),
+                    latchkey::domain::pkce::challenge_of(VERIFIER)
+                );
+                let next = Arc::new(AtomicU64::new(0));
+                let tasks = (0..16).map(|_| {
+                    let (browser, url, next) = (browser.clone(), url.clone(), next.clone());
+                    tokio::spawn(async move {
+                        let mut codes = Vec::new();
+                        while (next.fetch_add(1, Ordering::Relaxed) as usize) < n {
+                            let r = browser.get(&url).send().await.map_err(|e| e.to_string())?;
+                            let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                            let code = loc.split("code=").nth(1).and_then(|c| c.split('&').next());
+                            codes.push(code.ok_or(format!("authorize answered {} to {loc:?}", r.status()))?.to_owned());
+                        }
+                        Ok::<_, String>(codes)
+                    })
+                });
+                let mut all = Vec::new();
+                for t in futures_util::future::join_all(tasks).await {
+                    all.extend(t.map_err(|e| e.to_string())??);
+                }
+                // The redirect carries the code form-encoded.
+                Ok(all.into_iter().map(|c| c.replace("%2D", "-").replace("%5F", "_")).collect())
+            }
+            Minter::Peer { http, base } => {
+                let r = http.post(format!("{base}/bench/codes?client={client}&n={n}")).send().await.map_err(|e| e.to_string())?;
+                let text = r.text().await.map_err(|e| e.to_string())?;
+                Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+            }
+        }
+    }
+}
+
+/// Warm-up, then `WRK_RUNS` runs of code exchanges for `client`, each on fresh codes; medians.
+async fn exchanges(minter: &Minter, token_url: &str, client: &str, pid: u32, label: &str) -> Result<Measured, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bodies = dir.path().join("bodies.txt");
+    let script = lua("post_once.lua");
+    let mut runs = Vec::new();
+    let mut rate = 1000.0f64;
+    for i in 0..=WRK_RUNS {
+        let secs = if i == 0 { WRK_WARMUP_SECS } else { WRK_SECS };
+        let n = ((rate * 1.5).min(MAX_RATE) * secs as f64) as usize + 500;
+        let codes = minter.mint(client, n).await?;
+        let text: String = codes.iter().map(|c| exchange_body(c, client) + "\n").collect();
+        std::fs::write(&bodies, text).map_err(|e| e.to_string())?;
+        wait_quiet(&[pid]);
+        let env = vec![("WRK_BODIES_FILE", bodies.display().to_string())];
+        let (script, url) = (script.clone(), token_url.to_owned());
+        let r = tokio::task::spawn_blocking(move || run_wrk(&script, &url, &env, CONNS, secs, pid)).await.map_err(|e| e.to_string())??;
+        rate = r.get("rps");
+        println!(
+            "[codes] {label} {} {secs} s on {} codes: rps={:.1} p50_ms={:.3} p99_ms={:.3} ok={} unexpected={} server_cpu={:.2} others={:.2}",
+            if i == 0 { "warm-up".to_owned() } else { format!("run {i}") },
+            codes.len(),
+            r.get("rps"),
+            r.get("p50_ms"),
+            r.get("p99_ms"),
+            r.get("ok"),
+            r.get("unexpected"),
+            r.server_cpu,
+            r.others
+        );
+        if i > 0 {
+            runs.push(r);
+        }
+    }
+    Ok(summarise(&runs))
+}
+
+fn summarise(runs: &[WrkRun]) -> Measured {
+    let sum = |k: &str| runs.iter().map(|r| r.get(k)).filter(|x| !x.is_nan()).sum::<f64>();
+    Measured {
+        rps: median(runs.iter().map(|r| r.get("rps")).collect()),
+        p50: median(runs.iter().map(|r| r.get("p50_ms")).collect()),
+        p99: median(runs.iter().map(|r| r.get("p99_ms")).collect()),
+        server_cpu: median(runs.iter().map(|r| r.server_cpu).collect()),
+        others: median(runs.iter().map(|r| r.others).collect()),
+        answers: format!("{:.0} requests, {:.0} answered 200, {:.0} unexpected", sum("requests"), sum("ok"), sum("unexpected")),
+    }
+}
+
+/// Userinfo with one access token, `WRK_RUNS` runs after a warm-up.
+async fn userinfo(url: &str, token: &str, pid: u32, label: &str) -> Result<Measured, String> {
+    let mut runs = Vec::new();
+    for i in 0..=WRK_RUNS {
+        let secs = if i == 0 { WRK_WARMUP_SECS } else { WRK_SECS };
+        wait_quiet(&[pid]);
+        let env = vec![("WRK_BEARER", token.to_owned())];
+        let (script, url) = (lua("get_bearer.lua"), url.to_owned());
+        let r = tokio::task::spawn_blocking(move || run_wrk(&script, &url, &env, CONNS, secs, pid)).await.map_err(|e| e.to_string())??;
+        println!(
+            "[userinfo] {label} {}: rps={:.1} p99_ms={:.3} ok={} unexpected={}",
+            if i == 0 { "warm-up".to_owned() } else { format!("run {i}") },
+            r.get("rps"),
+            r.get("p99_ms"),
+            r.get("ok"),
+            r.get("unexpected")
+        );
+        if i > 0 {
+            runs.push(r);
+        }
+    }
+    Ok(summarise(&runs))
+}
+
+/// One exchange by hand, for the access token userinfo is measured with.
+async fn one_token(http: &reqwest::Client, minter: &Minter, token_url: &str, client: &str) -> Result<String, String> {
+    let code = minter.mint(client, 1).await?.pop().ok_or("no code")?;
+    let r = http
+        .post(token_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(exchange_body(&code, client))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    v["access_token"].as_str().map(str::to_owned).ok_or(format!("no access_token in {v}"))
+}
+
+/// id_tokens one core signs per second with the server's key ring (keys loaded once, as the
+/// server holds them; every token signed afresh).
+async fn signs_per_core(alg: latchkey::keys::SigningAlg) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = latchkey::store::open(&format!("sqlite://{}", dir.path().join("keys.db").display()), 2).await.expect("store");
+    let ring = Arc::new(latchkey::keys::KeyRing::new(store, 600));
+    ring.init(0).await.expect("keys");
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(async {
+            let claims = serde_json::json!({ "iss": "http://127.0.0.1", "sub": "01a2", "aud": "bench", "exp": 2_000_000_000i64, "iat": 1, "nonce": "n" });
+            let started = Instant::now();
+            let mut n = 0u64;
+            while started.elapsed().as_secs_f64() < SIGN_SECS {
+                ring.sign_as(alg, Some("JWT"), &claims, 1).await.expect("sign");
+                n += 1;
+            }
+            n as f64 / started.elapsed().as_secs_f64()
+        })
+    })
+    .await
+    .expect("signing")
+}
+
+/// Signs a cookie jar in through `/login` and lets `clients` in once, so that the authorization
+/// endpoint answers with a code straight away.
+async fn browser_for(server: &Server, clients: &[&str]) -> Result<reqwest::Client, String> {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(usize::MAX)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let page = browser.get(server.url("/login")).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+    let field = |page: &str, name: &str| -> Option<String> {
+        let raw = page.split(&format!("name=\"{name}\" value=\"")).nth(1)?.split('"').next()?;
+        Some(raw.replace("&amp;", "&").replace("&#38;", "&").replace("&#x27;", "'"))
+    };
+    let csrf = field(&page, "csrf").ok_or("no csrf on /login")?;
+    let r = browser
+        .post(server.url("/login"))
+        .form(&[("email", EMAIL), ("password", PASSWORD), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 303 {
+        return Err(format!("web login answered {}", r.status()));
+    }
+    for client in clients {
+        let url = format!(
+            "{}/oauth/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20email&code_challenge={}&code_challenge_method=S256",
+            server.base,
+            urlencode(REDIRECT),
+            latchkey::domain::pkce::challenge_of(VERIFIER)
+        );
+        let page = browser.get(&url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+        let (csrf, request) = (field(&page, "csrf").ok_or("no consent page")?, field(&page, "request").ok_or("no request field")?);
+        let r = browser
+            .post(server.url("/oauth/authorize/decision"))
+            .form(&[("csrf", csrf.as_str()), ("request", request.as_str()), ("decision", "approve")])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != 303 {
+            return Err(format!("consent for {client} answered {}", r.status()));
+        }
+    }
+    Ok(browser)
+}
+
+fn add_client(server: &Server, id: &str, alg: &str) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["client", "add", id, "--name", id, "--redirect-uri", REDIRECT, "--id-token-signed-response-alg", alg, "--data-dir"])
+        .arg(&server.data)
+        .env("LATCHKEY_LOG__LEVEL", "warn")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+}
+
+struct Peer {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_peer(dir: &std::path::Path) -> Result<Peer, String> {
+    if !dir.join("node_modules/oidc-provider").is_dir() {
+        return Err(format!("{} has no node_modules (cd bench/peer && npm ci)", dir.display()));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())?;
+    let mut child = Command::new("node")
+        .arg(dir.join("server.mjs"))
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .env("STORE", "map")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(|e| e.to_string())?;
+    if !line.contains("ready") {
+        let _ = child.kill();
+        return Err(format!("the peer printed {line:?}"));
+    }
+    Ok(Peer { child, base: format!("http://127.0.0.1:{port}") })
+}
+
+/// The whole part; returns its table (markdown).
+pub async fn run(http: &reqwest::Client) -> String {
+    use latchkey::keys::SigningAlg;
+    let mut t = String::from("\n## Apps signing in (issue 11)\n\n");
+    if !wrk_available() {
+        println!("\n[codes] wrk is not installed: the code-exchange part is left out");
+        return t + "wrk is not installed: left out.\n";
+    }
+    println!("\n[codes] id_token signatures per core, {SIGN_SECS} s each ...");
+    let (rs_signs, ed_signs) = (signs_per_core(SigningAlg::RS256).await, signs_per_core(SigningAlg::EdDSA).await);
+    println!("[codes] RS256 {rs_signs:.0}/s, EdDSA {ed_signs:.0}/s on one core");
+
+    let server = Server::start();
+    println!("[codes] fresh server, pid {} at {}", server.pid, server.base);
+    let created = http.post(server.url("/api/v1/accounts")).json(&serde_json::json!({ "email": EMAIL, "password": PASSWORD })).send().await;
+    let mut ours = Vec::new();
+    let setup = async {
+        if !created.as_ref().is_ok_and(|r| r.status().is_success()) {
+            return Err("creating the account failed".to_owned());
+        }
+        add_client(&server, "bench-rs", "RS256")?;
+        add_client(&server, "bench-ed", "EdDSA")?;
+        browser_for(&server, &["bench-rs", "bench-ed"]).await
+    };
+    let browser = match setup.await {
+        Ok(b) => b,
+        Err(e) => {
+            println!("[codes] setting up: {e}");
+            return t + &format!("setting up failed: {e}\n");
+        }
+    };
+    let minter = Minter::Latchkey { browser, base: server.base.clone() };
+    let token_url = server.url("/oauth/token");
+    for (client, alg) in [("bench-rs", "RS256"), ("bench-ed", "EdDSA")] {
+        match exchanges(&minter, &token_url, client, server.pid, &format!("latchkey {alg}")).await {
+            Ok(m) => ours.push((format!("code exchange, id_token {alg}"), m)),
+            Err(e) => println!("[codes] latchkey {alg}: {e}"),
+        }
+    }
+    match one_token(http, &minter, &token_url, "bench-rs").await {
+        Ok(token) => match userinfo(&server.url("/oauth/userinfo"), &token, server.pid, "latchkey").await {
+            Ok(m) => ours.push(("userinfo".into(), m)),
+            Err(e) => println!("[userinfo] latchkey: {e}"),
+        },
+        Err(e) => println!("[userinfo] latchkey: {e}"),
+    }
+    drop(server);
+
+    let mut peer = Vec::new();
+    let peer_dir = lua("peer");
+    if std::env::var("LOAD_PEER").is_ok_and(|v| v == "0") {
+        println!("[codes] LOAD_PEER=0: the peer is left out");
+    } else {
+        match start_peer(&peer_dir) {
+            Err(e) => println!("[codes] the peer cannot run: {e}"),
+            Ok(p) => {
+                let pid = p.child.id();
+                let minter = Minter::Peer { http: http.clone(), base: p.base.clone() };
+                let token_url = format!("{}/token", p.base);
+                for (client, alg) in [("bench-rs", "RS256"), ("bench-ed", "EdDSA")] {
+                    match exchanges(&minter, &token_url, client, pid, &format!("peer {alg}")).await {
+                        Ok(m) => peer.push((format!("code exchange, id_token {alg}"), m)),
+                        Err(e) => println!("[codes] peer {alg}: {e}"),
+                    }
+                }
+                match one_token(http, &minter, &token_url, "bench-rs").await {
+                    Ok(token) => match userinfo(&format!("{}/me", p.base), &token, pid, "peer").await {
+                        Ok(m) => peer.push(("userinfo".into(), m)),
+                        Err(e) => println!("[userinfo] peer: {e}"),
+                    },
+                    Err(e) => println!("[userinfo] peer: {e}"),
+                }
+            }
+        }
+    }
+
+    let _ = writeln!(
+        t,
+        "wrk -t1 -c{CONNS}, {WRK_RUNS} runs of {WRK_SECS} s after a {WRK_WARMUP_SECS} s warm-up, medians; fresh codes for every run.\n"
+    );
+    let _ = writeln!(t, "| figure | Latchkey rps (p50 / p99 ms; server CPU) | peer rps (p50 / p99 ms; server CPU) | ratio | target |");
+    let _ = writeln!(t, "|---|---:|---:|---:|---|");
+    for (label, m) in &ours {
+        let p = peer.iter().find(|(l, _)| l == label).map(|(_, p)| p);
+        let ratio = p.map(|p| m.rps / p.rps);
+        let target = if label.starts_with("code exchange") {
+            let met = ratio.is_some_and(|r| r >= RATIO_TARGET) && m.p99 <= P99_TARGET_MS;
+            format!(">= {RATIO_TARGET:.0}x, p99 <= {P99_TARGET_MS:.0} ms: {}", verdict(met))
+        } else {
+            "-".into()
+        };
+        let cell = |m: &Measured| format!("{:.0} ({:.2} / {:.2}; {:.2})", m.rps, m.p50, m.p99, m.server_cpu);
+        let _ = writeln!(
+            t,
+            "| {label} | {} | {} | {} | {target} |",
+            cell(m),
+            p.map_or("-".into(), cell),
+            ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+        );
+        let _ = writeln!(t, "| {label}: answers | {} | {} | | |", m.answers, p.map_or("-".into(), |p| p.answers.clone()));
+    }
+    let _ = writeln!(
+        t,
+        "| id_token signatures per core per second, RS256 / EdDSA (the server's key ring) | {rs_signs:.0} / {ed_signs:.0} | | | |"
+    );
+    print!("{t}");
+    t
+}
