@@ -276,12 +276,15 @@ fn start_peer(dir: &std::path::Path) -> Result<Peer, String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start node: {e}"))?;
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(|e| e.to_string())?;
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
     if !line.contains("ready") {
         let _ = child.kill();
         return Err(format!("the peer printed {line:?}"));
     }
+    // It prints notices later: keep reading, or its next write fails on a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     Ok(Peer { child, base: format!("http://127.0.0.1:{port}") })
 }
 
