@@ -27,7 +27,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -105,13 +105,31 @@ pub fn router(state: AppState) -> Router {
         // with it covers every layer within, and the response carries it back.
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(CountedRequestId))
         .layer(CatchPanicLayer::custom(|_| error::problem(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server")));
     if state.app.secure_cookies {
         router = router
             .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
     }
     router.with_state(state)
+}
+
+/// Request ids: a random prefix chosen at start (so ids from several instances do not collide)
+/// and a counter. A v4 UUID per request cost a `getrandom` call on every poll for nothing.
+#[derive(Clone, Copy)]
+struct CountedRequestId;
+
+fn request_id_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| crate::domain::secret::b64url(&crate::domain::secret::random_bytes::<6>()))
+}
+
+impl MakeRequestId for CountedRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", request_id_prefix())).ok().map(RequestId::new)
+    }
 }
 
 /// The span every log line of one request is in: method, route template (not the raw path, which

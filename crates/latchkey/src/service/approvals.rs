@@ -227,7 +227,10 @@ pub async fn decide(app: &App, caller: &Caller, decision: Decision<'_>, reason: 
 
 /// The server denies a pending request itself (a requester abusing the poll interval).
 pub async fn deny_for_abuse(app: &App, a: &ApprovalRow, reason: &str, meta: &ClientMeta) -> AppResult<()> {
-    app.store.deny_for_abuse(&a.id, app.now()).await?;
+    // Concurrent abusive polls all see it pending; only the one that ends it tells anyone.
+    if !app.store.deny_for_abuse(&a.id, app.now()).await? {
+        return Ok(());
+    }
     app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
     Audit::new(kinds(a.flow).denied)
         .meta(meta)

@@ -264,8 +264,9 @@ pub trait ApprovalStore: Send + Sync + 'static {
 
     /// Ends a pending approval as denied after polling abuse. An approved one is left alone: the
     /// poll that collects it may still be on its way while concurrent polls count as abuse, and
-    /// those must not take the tokens from it (it is collected once either way).
-    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// those must not take the tokens from it (it is collected once either way). False when it
+    /// was not pending any more (a concurrent poll ended it first).
+    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<bool>;
 
     /// Marks an approved, unexpired approval collected and creates the new device's session with
     /// it, in one transaction. Nothing is collected once the approving device is revoked. A

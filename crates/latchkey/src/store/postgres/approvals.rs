@@ -75,9 +75,8 @@ impl ApprovalStore for PgStore {
         Ok(q.fetch_optional(&self.pool).await?)
     }
 
-    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query(sql::DENY_FOR_ABUSE.pg).bind(now).bind(id).execute(&self.pool).await?;
-        Ok(())
+    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<bool> {
+        Ok(sqlx::query(sql::DENY_FOR_ABUSE.pg).bind(now).bind(id).execute(&self.pool).await?.rows_affected() == 1)
     }
 
     async fn collect_approval(

@@ -74,13 +74,9 @@ impl ApprovalStore for SqliteStore {
         .await
     }
 
-    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<()> {
+    async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<bool> {
         let id = id.to_owned();
-        self.write(move |c| {
-            c.prepare_cached(sql::DENY_FOR_ABUSE.lite)?.execute(params![now, id])?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| Ok(c.prepare_cached(sql::DENY_FOR_ABUSE.lite)?.execute(params![now, id])? == 1)).await
     }
 
     async fn collect_approval(
