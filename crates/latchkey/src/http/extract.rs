@@ -57,7 +57,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or(AppError::Unauthorized)?;
-        Ok(Self(sessions::caller_from_bearer(&state.app, token.trim()).await?))
+        Ok(Self(sessions::account_caller_from_bearer(&state.app, token.trim()).await?))
     }
 }
 

@@ -236,6 +236,20 @@ pub async fn caller_from_bearer(app: &App, token: &str) -> AppResult<Caller> {
     Ok(Caller::from(&session))
 }
 
+/// The scope that lets a token act on its account through `/api/v1` (devices, apps, second
+/// factors, password…). Latchkey's own sign-ins get it (`tokens.default_scope`); an app signed in
+/// through the authorization endpoint does not, unless its operator registered it with it.
+pub const ACCOUNT_SCOPE: &str = "account";
+
+/// A bearer caller of the account API: a live session whose scope holds [`ACCOUNT_SCOPE`].
+pub async fn account_caller_from_bearer(app: &App, token: &str) -> AppResult<Caller> {
+    let caller = caller_from_bearer(app, token).await?;
+    if !caller.scope.split(' ').any(|s| s == ACCOUNT_SCOPE) {
+        return Err(AppError::Forbidden(format!("this token's scope does not include {ACCOUNT_SCOPE}: it cannot act on the account")));
+    }
+    Ok(caller)
+}
+
 /// Checks a browser session cookie: live, and not idle for longer than the refresh idle time.
 pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> AppResult<Caller> {
     secret::token_bytes(token, secret::WEB_SESSION_PREFIX).ok_or(AppError::Unauthorized)?;

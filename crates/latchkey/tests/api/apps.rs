@@ -143,6 +143,12 @@ async fn an_app_signs_a_browser_in_with_code_pkce_and_an_id_token() {
     for c in ["exp", "iat", "auth_time", "sid"] {
         assert!(!id[c].is_null(), "claim {c}");
     }
+    // The app's token is for the app, not for acting on the account.
+    for path in ["/api/v1/devices", "/api/v1/apps", "/api/v1/audit"] {
+        assert_eq!(t.get_auth(path, &s(&tokens, "access_token")).await.status(), 403, "{path} with an app's token");
+    }
+    let r = t.http.delete(t.url("/api/v1/apps/notes")).bearer_auth(s(&tokens, "access_token")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
     // Userinfo with the access token; the app's session sits on the browser's device record.
     let info: Value = t.get_auth("/oauth/userinfo", &s(&tokens, "access_token")).await.json().await.unwrap();
     assert_eq!((info["sub"].as_str(), info["email"].as_str()), (Some(user.id.as_str()), Some("ann@example.com")));
