@@ -1,4 +1,5 @@
-//! Password login, with brute-force limits that never lock the owner out.
+//! Password login, with brute-force limits that never lock the owner out, and the one end of
+//! every sign-in (`complete_sign_in`), whichever authenticator verified the person.
 
 use super::audit::{Audit, AuditKind};
 use super::clients::{self, CLI_CLIENT, WEB_CLIENT};
@@ -10,6 +11,7 @@ use super::trust;
 use crate::domain::device::{DeviceFacts, DeviceInput};
 use crate::domain::{Email, Password, Scope, policy};
 use crate::service::{App, AppError, AppResult, ClientMeta};
+use crate::store::UserRow;
 
 pub struct PasswordLogin {
     pub email: String,
@@ -85,12 +87,51 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     if failures.is_some() {
         app.store.clear_login_failures(&throttle_key).await?;
     }
+    let verified = Verified { user, method: "password", amr: "pwd", authorized_by: AuthorizedBy::Password };
+    let ctx = SignInContext {
+        client_id: &client_id,
+        scope: &scope,
+        device_input: req.device.as_ref(),
+        device,
+        web: req.web,
+        device_trust_token: req.device_trust_token.as_deref(),
+    };
+    complete_sign_in(app, verified, ctx, meta).await
+}
+
+/// A person verified by one authenticator: the password today; an upstream identity provider,
+/// a passkey or anything else that proves who someone is tomorrow. Each authenticator only
+/// verifies; what follows is the same for all (`complete_sign_in`).
+pub struct Verified {
+    pub user: UserRow,
+    /// For the audit trail: `password`, or the authenticator's name.
+    pub method: &'static str,
+    /// The RFC 8176 value the session's `amr` starts with (`pwd`, …).
+    pub amr: &'static str,
+    pub authorized_by: AuthorizedBy,
+}
+
+/// Where the sign-in happens: the client, the device, browser or API.
+pub struct SignInContext<'a> {
+    pub client_id: &'a str,
+    pub scope: &'a Scope,
+    pub device_input: Option<&'a DeviceInput>,
+    pub device: DeviceFacts,
+    pub web: bool,
+    pub device_trust_token: Option<&'a str>,
+}
+
+/// The one end of every sign-in: the second-factor rules (a remembered device skips them once
+/// per trust token), then the session on a new or the remembered device record, the metric and
+/// the audit entry.
+pub async fn complete_sign_in(app: &App, v: Verified, ctx: SignInContext<'_>, meta: &ClientMeta) -> AppResult<LoginOutcome> {
+    let user = v.user;
     let mut existing_device = None;
     let mut trust_token = None;
-    let mut amr = vec!["pwd"];
+    let mut amr = vec![v.amr];
     let methods = second_factor::methods(app, &user.id).await?;
     if !methods.is_empty() {
-        match req.device_trust_token.as_deref() {
+        match ctx.device_trust_token {
             Some(t) if let Some((device_id, next)) = trust::use_trust(app, &user.id, t, meta).await? => {
                 Audit::new(AuditKind::MfaSkippedTrustedDevice).user(&user.id).device(&device_id).meta(meta).record(app).await?;
                 existing_device = Some(device_id);
@@ -99,12 +140,12 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
             }
             _ => {
                 let pending =
-                    login_mfa::Pending { client_id: &client_id, scope: &scope.to_string(), device: req.device.as_ref(), web: req.web };
+                    login_mfa::Pending { client_id: ctx.client_id, scope: &ctx.scope.to_string(), device: ctx.device_input, web: ctx.web };
                 let required = login_mfa::start(app, &user, pending, meta, methods).await?;
                 Audit::new(AuditKind::LoginSecondFactorRequired)
                     .user(&user.id)
                     .meta(meta)
-                    .detail(serde_json::json!({ "method": "password" }))
+                    .detail(serde_json::json!({ "method": v.method }))
                     .record(app)
                     .await?;
                 return Ok(LoginOutcome::MfaRequired(required));
@@ -115,13 +156,13 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
         app,
         NewSession {
             user_id: &user.id,
-            client_id: &client_id,
-            scope: scope.to_string(),
+            client_id: ctx.client_id,
+            scope: ctx.scope.to_string(),
             amr,
-            device,
-            authorized_by: AuthorizedBy::Password,
+            device: ctx.device,
+            authorized_by: v.authorized_by,
             approved_by_device: None,
-            web: req.web,
+            web: ctx.web,
             existing_device,
         },
         meta,
@@ -132,7 +173,7 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
         .user(&user.id)
         .device(&opened.device.id)
         .meta(meta)
-        .detail(serde_json::json!({ "method": "password", "client_id": client_id }))
+        .detail(serde_json::json!({ "method": v.method, "client_id": ctx.client_id }))
         .record(app)
         .await?;
     Ok(LoginOutcome::Signed(Box::new(Signed { opened, trust_token })))
