@@ -108,7 +108,8 @@ async fn answer(
         Step::Login { after } => {
             q.lk_after = Some(after.to_string());
             let back = format!("/oauth/authorize?{}", q.encoded());
-            Redirect::to(&format!("/login?next={}", urlencode(&back))).into_response()
+            let hint = q.raw.login_hint.as_deref().map(|h| format!("&login_hint={}", urlencode(h))).unwrap_or_default();
+            Redirect::to(&format!("/login?next={}{hint}", urlencode(&back))).into_response()
         }
         Step::Consent(view) => {
             let (jar, csrf) = csrf_token(jar, s);

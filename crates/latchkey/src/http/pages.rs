@@ -46,13 +46,16 @@ struct LoginPage {
 #[derive(Deserialize)]
 struct NextQuery {
     next: Option<String>,
+    /// An app's `login_hint` (OpenID Connect), brought along by `/oauth/authorize`: fills in the e-mail.
+    login_hint: Option<String>,
 }
 
 async fn login_form(State(s): State<AppState>, jar: CookieJar, PageQuery(q): PageQuery<NextQuery>) -> Response {
     let (jar, csrf) = csrf_token(jar, &s);
     let next = safe_next(q.next.as_deref());
     let origin = next_app_origin(&s, &next).await;
-    allow_form_target((jar, LoginPage { csrf, next, email: String::new(), error: None }).into_response(), origin.as_deref())
+    let email = q.login_hint.filter(|h| h.len() <= 254).unwrap_or_default();
+    allow_form_target((jar, LoginPage { csrf, next, email, error: None }).into_response(), origin.as_deref())
 }
 
 #[derive(Deserialize)]

@@ -119,6 +119,10 @@ async fn an_app_signs_a_browser_in_with_code_pkce_and_an_id_token() {
     let r = t.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert!(location(&r).starts_with("/login?next=/oauth/authorize?"), "{}", location(&r));
+    // A login_hint fills in the e-mail on /login.
+    let hinted = t.http.get(authorize_url(&t, "notes", &[("login_hint", "ann@example.com")])).send().await.unwrap();
+    let page = t.http.get(t.url(&location(&hinted))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("value=\"ann@example.com\""), "the hint is filled in");
     web_login(&t, "ann@example.com").await;
     let q = authorize(&t, &url).await;
     assert_eq!(q["state"], "st-1");
