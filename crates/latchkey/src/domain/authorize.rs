@@ -169,9 +169,10 @@ fn parse_prompt(raw: Option<&str>) -> Result<Prompt, &'static str> {
 
 /// Whether the user must sign in (again) before this request can be answered.
 pub fn needs_login(prompt: Prompt, max_age: Option<i64>, auth_time: i64, authorized_after: Option<i64>, now: i64) -> bool {
-    // prompt=login is satisfied by a sign-in that happened after the request first came.
-    let fresh_enough = max_age.is_none_or(|m| now - auth_time <= m);
+    // A sign-in that happened after the request first came satisfies prompt=login, and max_age
+    // too (with max_age=0 nothing else could).
     let relogged = authorized_after.is_some_and(|t| auth_time >= t);
+    let fresh_enough = max_age.is_none_or(|m| now - auth_time <= m) || relogged;
     !fresh_enough || (prompt.login && !relogged)
 }
 
@@ -276,6 +277,7 @@ mod tests {
         assert!(needs_login(login, None, 100, None, 200));
         assert!(needs_login(login, None, 100, Some(150), 200));
         assert!(!needs_login(login, None, 160, Some(150), 200));
+        assert!(!needs_login(p, Some(0), 160, Some(150), 200), "max_age=0 is met by the sign-in it asked for");
     }
 
     #[test]

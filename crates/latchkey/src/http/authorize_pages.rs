@@ -38,8 +38,9 @@ pub struct AuthorizeQuery {
 }
 
 impl AuthorizeQuery {
-    fn login_after(&self) -> Option<i64> {
-        self.lk_after.as_deref().and_then(|v| v.parse().ok())
+    /// Only a sealed `lk_after` of this same request counts (see `authorize::seal_login_after`).
+    fn login_after(&self, s: &AppState) -> Option<i64> {
+        self.lk_after.as_deref().and_then(|v| authorize::open_login_after(&s.app, &self.raw, v))
     }
 
     fn encoded(&self) -> String {
@@ -101,12 +102,12 @@ async fn answer(
     mut q: AuthorizeQuery,
     decided: Option<bool>,
 ) -> Result<Response, PageError> {
-    let step = authorize::authorize(&s.app, &q.raw, caller.as_ref(), q.login_after(), decided, meta).await?;
+    let step = authorize::authorize(&s.app, &q.raw, caller.as_ref(), q.login_after(s), decided, meta).await?;
     Ok(match step {
         Step::Redirect(url) => Redirect::to(&url).into_response(),
         Step::Refused(text) => bad_request(&text).into_response(),
         Step::Login { after } => {
-            q.lk_after = Some(after.to_string());
+            q.lk_after = Some(authorize::seal_login_after(&s.app, &q.raw, after));
             let back = format!("/oauth/authorize?{}", q.encoded());
             let hint = q.raw.login_hint.as_deref().map(|h| format!("&login_hint={}", urlencode(h))).unwrap_or_default();
             Redirect::to(&format!("/login?next={}{hint}", urlencode(&back))).into_response()

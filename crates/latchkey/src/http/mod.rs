@@ -114,14 +114,14 @@ pub fn router(state: AppState) -> Router {
     router.with_state(state)
 }
 
-/// Request ids: a random prefix chosen at start (so ids from several instances do not collide)
+/// Request ids: a random prefix (8 hex digits) chosen at start (so ids from several instances do not collide)
 /// and a counter. A v4 UUID per request cost a `getrandom` call on every poll for nothing.
 #[derive(Clone, Copy)]
 struct CountedRequestId;
 
 fn request_id_prefix() -> &'static str {
     static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PREFIX.get_or_init(|| crate::domain::secret::b64url(&crate::domain::secret::random_bytes::<6>()))
+    PREFIX.get_or_init(|| crate::domain::secret::random_bytes::<4>().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl MakeRequestId for CountedRequestId {

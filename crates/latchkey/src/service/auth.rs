@@ -42,12 +42,13 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
         (Some(c), false) => clients::parse_client_id(c)?,
         (None, false) => CLI_CLIENT.to_owned(),
     };
-    if !req.web {
-        clients::authenticate(app, &client_id, req.client_secret.as_deref()).await?;
-    }
+    let client = if req.web { None } else { Some(clients::authenticate(app, &client_id, req.client_secret.as_deref()).await?) };
     let scope = Scope::parse(req.scope.as_deref().unwrap_or(&app.settings.tokens.default_scope))?;
     if scope.is_empty() {
         return Err(AppError::InvalidScope("scope must not be empty".into()));
+    }
+    if let Some(client) = &client {
+        clients::check_scope(client, &scope)?;
     }
 
     // Take a place in the hashing queue first: when it is full, refuse at once, before any

@@ -48,7 +48,7 @@ pub fn describe_scope(s: &str) -> &'static str {
         "openid" => "Know who you are on this server (your account id)",
         "email" => "See your e-mail address",
         "profile" => "See your basic profile",
-        "offline_access" => "Stay signed in when you are away (a refresh token)",
+        "offline_access" => "Keep its access while you are away",
         _ => "An application-specific permission",
     }
 }
@@ -103,6 +103,25 @@ pub fn origin_of(uri: &str) -> Option<String> {
     }
 }
 
+/// The time a new sign-in must follow, sealed to this very request: `T.mac`, with the mac an HMAC
+/// over `T` and the request's parameters. It rides along through `/login` and the consent form
+/// as `lk_after`; unsealed (or moved to another request) it would let anyone at the browser skip
+/// an app's `prompt=login` or `max_age`.
+pub fn seal_login_after(app: &App, raw: &RawAuthorize, after: i64) -> String {
+    format!("{after}.{}", secret::b64url(&login_after_mac(app, raw, after)))
+}
+
+pub fn open_login_after(app: &App, raw: &RawAuthorize, sealed: &str) -> Option<i64> {
+    let (t, mac) = sealed.split_once('.')?;
+    let after: i64 = t.parse().ok()?;
+    secret::ct_eq(mac.as_bytes(), secret::b64url(&login_after_mac(app, raw, after)).as_bytes()).then_some(after)
+}
+
+fn login_after_mac(app: &App, raw: &RawAuthorize, after: i64) -> [u8; 32] {
+    let request = serde_urlencoded::to_string(raw).unwrap_or_default();
+    secret::hmac(&app.code_key, &[b"authorize_login_after", after.to_string().as_bytes(), request.as_bytes()])
+}
+
 /// `decision`: None on the authorization request itself; Some(approve) when the consent form
 /// comes back with the same request.
 pub async fn authorize(
@@ -125,7 +144,8 @@ pub async fn authorize(
         }
         return Ok(Step::Login { after: now });
     };
-    if decision.is_none() && authorize::needs_login(req.prompt, req.max_age, caller.auth_time, login_after, now) {
+    // Checked on the consent form's answer too: the form must not be a way around prompt=login.
+    if authorize::needs_login(req.prompt, req.max_age, caller.auth_time, login_after, now) {
         if req.prompt.none {
             return Ok(refuse("login_required", "a new sign-in is required"));
         }

@@ -123,6 +123,18 @@ pub async fn create(app: &App, c: NewClient) -> AppResult<Option<String>> {
     Ok(secret)
 }
 
+/// Whether `client` may be given `scope` by a grant other than the authorization endpoint (which
+/// checks the same). An app (a client with redirect URIs) gets only the scopes it was registered
+/// with, so no app reaches the account API (`account`) through the device grant or a password
+/// login unless its operator said so; device clients keep the server's scopes, as before.
+pub fn check_scope(client: &ClientRow, scope: &Scope) -> AppResult<()> {
+    if client.redirect_uri_list().next().is_none() || scope.is_subset_of(&Scope::parse(&client.scopes)?) {
+        Ok(())
+    } else {
+        Err(AppError::InvalidScope(format!("client {} may not be given that scope", client.id)))
+    }
+}
+
 pub async fn list(app: &App) -> AppResult<Vec<ClientRow>> {
     Ok(app.store.clients().await?)
 }

@@ -41,6 +41,7 @@ pub async fn authorize(
     if scope.is_empty() {
         return Err(AppError::InvalidScope("scope must not be empty".into()));
     }
+    clients::check_scope(&client, &scope)?;
     limits::check(app, &format!("devauth:ip:{}", meta.ip), d.create_per_ip_per_minute, 60, meta).await?;
     limits::check(app, &format!("devauth:client:{}", client.id), d.create_per_client_per_minute, 60, meta).await?;
     let now = app.now();

@@ -402,12 +402,15 @@ pub const INSERT_AUTH_CODE: Sql = sql!(concat!(
 pub const AUTH_CODE: Sql = sql!(concat!("SELECT ", auth_code_cols!(), " FROM authorization_codes WHERE code_hash = $1"));
 /// The one conditional write that redeems a code: `$1` now, `$2` the session it opens, `$3` the
 /// code's hash, `$4` the presenting client. Only an unused, unexpired code of that client whose
-/// browser session is still live, on a device not revoked, is redeemed.
+/// browser session is still live, on a device not revoked, of a client not removed and still
+/// consented to (access taken away, a code issued just before is worthless), is redeemed.
 pub const REDEEM_AUTH_CODE: Sql = sql!(concat!(
     "UPDATE authorization_codes SET used_at = $1, issued_session_id = $2 \
      WHERE code_hash = $3 AND client_id = $4 AND used_at IS NULL AND expires_at > $1 \
      AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = authorization_codes.browser_session_id AND s.revoked_at IS NULL AND s.expires_at > $1) \
      AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = authorization_codes.device_id AND d.revoked_at IS NOT NULL) \
+     AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $4 AND c.removed_at IS NULL) \
+     AND EXISTS (SELECT 1 FROM consents k WHERE k.user_id = authorization_codes.user_id AND k.client_id = $4) \
      RETURNING ",
     auth_code_cols!()
 ));
@@ -426,7 +429,7 @@ pub const REVOKE_APP_SESSIONS: Sql = sql!(
 /// The apps signed in on each of a user's devices: live sessions of clients with redirect URIs.
 pub const APPS_ON_DEVICES: Sql = sql!(
     "SELECT DISTINCT s.device_id, c.id, c.name FROM sessions s JOIN clients c ON c.id = s.client_id \
-     WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND c.redirect_uris <> '' ORDER BY c.name"
+     WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND c.redirect_uris <> '' AND c.removed_at IS NULL ORDER BY c.name"
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -429,3 +429,84 @@ async fn discovery_and_metadata_describe_the_provider() {
     assert_eq!(t.http.get(t.url("/oauth/authorize?client_id=a&client_id=b")).send().await.unwrap().status(), 400);
     assert_eq!(t.http.get(t.url("/oauth/end_session?id_token_hint=garbage")).send().await.unwrap().status(), 400);
 }
+
+#[tokio::test]
+async fn prompt_login_cannot_be_skipped_by_a_forged_login_time_or_the_consent_form() {
+    let t = spawn().await;
+    t.register("ann@example.com").await;
+    add_app(&t, "notes", false, SigningAlg::RS256).await;
+    web_login(&t, "ann@example.com").await;
+    t.clock.advance(10);
+    for forged in ["0", "0.AAAA", "9999999999"] {
+        let r = t.http.get(authorize_url(&t, "notes", &[("prompt", "login"), ("lk_after", forged)])).send().await.unwrap();
+        assert!(location(&r).starts_with("/login?next="), "lk_after={forged}: {}", location(&r));
+    }
+    // The consent form's answer is checked the same way: no code without the new sign-in.
+    let raw = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", "notes"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid"),
+        ("prompt", "login"),
+        ("code_challenge", &challenge_of(VERIFIER)),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap();
+    let page = t.http.get(t.url("/login")).send().await.unwrap().text().await.unwrap();
+    let form = [("csrf", csrf_of(&page)), ("request", raw), ("decision", "approve".into())];
+    let r = t.http.post(t.url("/oauth/authorize/decision")).form(&form).send().await.unwrap();
+    assert!(location(&r).starts_with("/login?next="), "{}", location(&r));
+    // Signing in again, through the sealed time the server gave, then works.
+    let r = t.http.get(authorize_url(&t, "notes", &[("prompt", "login")])).send().await.unwrap();
+    let back = urlencoding_decode(location(&r).split("next=").nth(1).unwrap());
+    t.clock.advance(1);
+    web_login(&t, "ann@example.com").await;
+    let q = authorize(&t, &t.url(&back)).await;
+    assert!(q.contains_key("code"), "{q:?}");
+}
+
+fn urlencoding_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_removed_app_or_a_revoked_grant_makes_outstanding_codes_worthless() {
+    let t = spawn().await;
+    t.register("ann@example.com").await;
+    add_app(&t, "notes", false, SigningAlg::RS256).await;
+    add_app(&t, "wiki", false, SigningAlg::RS256).await;
+    web_login(&t, "ann@example.com").await;
+    let notes = authorize(&t, &authorize_url(&t, "notes", &[])).await;
+    let wiki = authorize(&t, &authorize_url(&t, "wiki", &[])).await;
+    let phone = t.login("ann@example.com", "Phone").await;
+    let r = t.http.delete(t.url("/api/v1/apps/notes")).bearer_auth(s(&phone, "access_token")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(exchange(&t, "notes", None, &notes["code"], Some(VERIFIER)).await.status(), 400, "access was taken away");
+    latchkey::service::clients::remove(&t.app, "wiki").await.unwrap();
+    assert_eq!(exchange(&t, "wiki", None, &wiki["code"], Some(VERIFIER)).await.status(), 401, "the client is gone");
+    assert_eq!(t.count_rows("sessions WHERE client_id IN ('notes', 'wiki')").await, 0);
+}
+
+#[tokio::test]
+async fn an_app_cannot_get_the_account_scope_through_other_grants() {
+    let t = spawn().await;
+    t.register("ann@example.com").await;
+    add_app(&t, "notes", false, SigningAlg::RS256).await;
+    for scope in [None, Some("account"), Some("openid account")] {
+        let mut form = vec![("client_id", "notes")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let r = t.post_form("/oauth/device_authorization", &form).await;
+        assert_eq!(r.status(), 400, "{scope:?}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_scope");
+    }
+    assert_eq!(t.post_form("/oauth/device_authorization", &[("client_id", "notes"), ("scope", "openid")]).await.status(), 200);
+    let r = t
+        .post_json("/api/v1/sessions", serde_json::json!({ "email": "ann@example.com", "password": PASSWORD, "client_id": "notes" }))
+        .await;
+    assert_eq!(r.status(), 400, "a password login for the app with the account scope");
+    assert!(r.text().await.unwrap().contains("may not be given that scope"));
+    // Device clients keep the server's scopes.
+    assert_eq!(t.post_form("/oauth/device_authorization", &[("client_id", "latchkey-cli")]).await.status(), 200);
+}
