@@ -215,8 +215,12 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>, kick: mpsc::SyncSender<()>,
         last_pages = pages;
         if pages >= reset_at {
             if !checkpoint_all(&conn) {
-                // Not before the WAL has grown some more: a reader may be holding it back.
+                // Not before the WAL has grown some more: a reader may be holding it back, or
+                // the checkpointer was running. No kick before that retry either: a kick just
+                // before it kept the checkpointer busy at every retry on a loaded machine, and
+                // the WAL then never started over.
                 reset_at = pages + every.kick;
+                kicked_at = pages;
             }
         } else if pages - kicked_at >= every.kick && kick.try_send(()).is_ok() {
             kicked_at = pages;
