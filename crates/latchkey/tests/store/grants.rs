@@ -24,6 +24,12 @@ fn code(user_id: &str, s: &SessionRow, hash: &[u8]) -> AuthCodeRow {
     }
 }
 
+/// The user let the client in (a code is only redeemed while that holds).
+async fn consented(store: &DynStore, user_id: &str) {
+    let k = ConsentRow { user_id: user_id.into(), client_id: "latchkey-cli".into(), scope: "openid".into(), granted_at: NOW };
+    store.put_consent(&k).await.unwrap();
+}
+
 /// The app's session a redemption opens on the browser's device.
 fn app_session(d: &DeviceRow, id: &str) -> (SessionRow, RefreshTokenRow) {
     let s = SessionRow { web_token_hash: None, ..session(&d.user_id, &d.id, id, NOW + 1000) };
@@ -35,6 +41,7 @@ fn app_session(d: &DeviceRow, id: &str) -> (SessionRow, RefreshTokenRow) {
 async fn one_code_redemption_wins() {
     each_backend("one_code_redemption_wins", |store| async move {
         let (d, s, _) = signed_in(&store, "u").await;
+        consented(&store, "u").await;
         store.create_auth_code(&code("u", &s, b"c1")).await.unwrap();
         let answers = race(RACERS, |i| {
             let (store, d) = (store.clone(), d.clone());
@@ -59,6 +66,8 @@ async fn codes_are_bound_to_client_time_session_and_device() {
         let (d, s, _) = signed_in(&store, "u").await;
         let (app, r) = app_session(&d, "app");
         store.create_auth_code(&code("u", &s, b"c")).await.unwrap();
+        assert!(store.redeem_auth_code(b"c", "latchkey-cli", &d, &app, &r, NOW + 1).await.unwrap().is_none(), "no consent (revoked)");
+        consented(&store, "u").await;
         assert!(store.redeem_auth_code(b"c", "other", &d, &app, &r, NOW + 1).await.unwrap().is_none(), "another client");
         assert!(store.redeem_auth_code(b"c", "latchkey-cli", &d, &app, &r, NOW + 60).await.unwrap().is_none(), "expired");
         assert!(store.session("app").await.unwrap().is_none(), "no session without a redemption");
@@ -66,12 +75,43 @@ async fn codes_are_bound_to_client_time_session_and_device() {
         assert!(store.redeem_auth_code(b"c", "latchkey-cli", &d, &app, &r, NOW + 3).await.unwrap().is_none(), "the browser signed out");
 
         let (d2, s2, _) = signed_in(&store, "v").await;
+        consented(&store, "v").await;
         let (app2, r2) = app_session(&d2, "app2");
         store.create_auth_code(&code("v", &s2, b"c2")).await.unwrap();
         // Revoking a device revokes its sessions too; the device check stands on its own as well.
         assert!(store.revoke_device("v", &d2.id, NOW + 2).await.unwrap());
         assert!(store.redeem_auth_code(b"c2", "latchkey-cli", &d2, &app2, &r2, NOW + 3).await.unwrap().is_none(), "a revoked device");
         assert!(store.auth_code(b"c2").await.unwrap().expect("kept").used_at.is_none(), "nothing was used up");
+
+        // The positive case on a third user, then a removed client: nothing redeems any more.
+        let (d3, s3, _) = signed_in(&store, "w").await;
+        consented(&store, "w").await;
+        let client = ClientRow {
+            id: "notes".into(),
+            name: "Notes".into(),
+            secret_hash: None,
+            created_at: NOW,
+            redirect_uris: "https://app.example/cb".into(),
+            post_logout_redirect_uris: String::new(),
+            scopes: "openid".into(),
+            consent: "auto".into(),
+            id_token_alg: "RS256".into(),
+        };
+        store.create_client(&client).await.unwrap();
+        store
+            .put_consent(&ConsentRow { user_id: "w".into(), client_id: "notes".into(), scope: "openid".into(), granted_at: NOW })
+            .await
+            .unwrap();
+        let notes_code = |hash: &[u8]| AuthCodeRow { client_id: "notes".into(), ..code("w", &s3, hash) };
+        store.create_auth_code(&notes_code(b"c3")).await.unwrap();
+        store.create_auth_code(&notes_code(b"c4")).await.unwrap();
+        let (app3, r3) = app_session(&d3, "app3");
+        let (app3, r3) = (SessionRow { client_id: "notes".into(), ..app3 }, RefreshTokenRow { client_id: "notes".into(), ..r3 });
+        assert!(store.redeem_auth_code(b"c3", "notes", &d3, &app3, &r3, NOW + 1).await.unwrap().is_some(), "a good code redeems");
+        assert!(store.delete_client("notes", NOW + 2).await.unwrap());
+        let (app4, r4) = app_session(&d3, "app4");
+        let (app4, r4) = (SessionRow { client_id: "notes".into(), ..app4 }, RefreshTokenRow { client_id: "notes".into(), ..r4 });
+        assert!(store.redeem_auth_code(b"c4", "notes", &d3, &app4, &r4, NOW + 3).await.unwrap().is_none(), "a removed client");
     })
     .await;
 }
