@@ -1,10 +1,12 @@
--- wrk script for single-use form posts (authorization-code exchanges): each request takes the
--- next form body from a file, and a body is never sent twice while the file lasts (the load
--- benchmark writes more bodies than a run can use; if a run outlasts them it starts over, and
--- those answers, replays refused with 400, count as `unexpected`). Same RESULT line as
--- post_bodies.lua, with `ok` (200 answers) instead of the poll counts.
---
--- Env: WRK_BODIES_FILE  one urlencoded form body per line (required)
+-- wrk script for requests counted by their 200s: single-use form posts (authorization-code
+-- exchanges) or one bearer-token GET (userinfo). The load benchmark (benches/support/codes.rs)
+-- sets one of:
+--   WRK_BODIES_FILE  one urlencoded form body per line: each request POSTs the next one, so a
+--                    body is never sent twice while the file lasts (the bench writes more than a
+--                    run can use; if a run outlasts them it starts over, and those answers,
+--                    replays refused with 400, count as `unexpected`)
+--   WRK_BEARER       an access token: every request is the same GET with it
+-- done() prints post_bodies.lua's RESULT line, with `ok` (200 answers) instead of its poll counts.
 
 local threads = {}
 function setup(thread)
@@ -17,7 +19,13 @@ ok = 0
 unexpected = 0
 
 function init(args)
-  local path = os.getenv("WRK_BODIES_FILE") or error("WRK_BODIES_FILE is not set")
+  local token = os.getenv("WRK_BEARER")
+  if token then
+    wrk.headers["Authorization"] = "Bearer " .. token
+    wrk.headers["Accept"] = "application/json"
+    return
+  end
+  local path = os.getenv("WRK_BODIES_FILE") or error("set WRK_BODIES_FILE or WRK_BEARER")
   local f = io.open(path, "r") or error("cannot open " .. path)
   local headers = { ["Content-Type"] = "application/x-www-form-urlencoded", ["Accept"] = "application/json" }
   for line in f:lines() do
@@ -30,6 +38,7 @@ function init(args)
 end
 
 function request()
+  if #requests == 0 then return wrk.format() end
   local r = requests[next_request]
   next_request = next_request + 1
   if next_request > #requests then next_request = 1 end

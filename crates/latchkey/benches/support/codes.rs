@@ -70,8 +70,8 @@ impl Minter {
                 for t in futures_util::future::join_all(tasks).await {
                     all.extend(t.map_err(|e| e.to_string())??);
                 }
-                // The redirect carries the code form-encoded.
-                Ok(all.into_iter().map(|c| c.replace("%2D", "-").replace("%5F", "_")).collect())
+                // Codes are base64url: the redirect's form encoding leaves them as they are.
+                Ok(all)
             }
             Minter::Peer { http, base } => {
                 let r = http.post(format!("{base}/bench/codes?client={client}&n={n}")).send().await.map_err(|e| e.to_string())?;
@@ -138,7 +138,7 @@ async fn userinfo(url: &str, token: &str, pid: u32, label: &str) -> Result<Measu
         let secs = if i == 0 { WRK_WARMUP_SECS } else { WRK_SECS };
         wait_quiet(&[pid]);
         let env = vec![("WRK_BEARER", token.to_owned())];
-        let (script, url) = (lua("get_bearer.lua"), url.to_owned());
+        let (script, url) = (lua("post_once.lua"), url.to_owned());
         let r = tokio::task::spawn_blocking(move || run_wrk(&script, &url, &env, CONNS, secs, pid)).await.map_err(|e| e.to_string())??;
         println!(
             "[userinfo] {label} {}: rps={:.1} p99_ms={:.3} ok={} unexpected={}",

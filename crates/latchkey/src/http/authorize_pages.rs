@@ -83,8 +83,11 @@ pub async fn authorize_get(
     answer(&s, &meta, jar, caller, q, None).await
 }
 
-/// The same request as a form post (OpenID Connect Core §3.1.2.1).
-async fn authorize_post(
+/// The same authorization request as a form post (OpenID Connect Core §3.1.2.1).
+#[utoipa::path(post, path = "/oauth/authorize", tag = "oidc",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "the parameters of GET /oauth/authorize"),
+    responses((status = 303, description = "as GET /oauth/authorize"), (status = 200, description = "the consent page"), (status = 400, description = "an error page")))]
+pub async fn authorize_post(
     State(s): State<AppState>,
     meta: ClientMeta,
     jar: CookieJar,
@@ -121,14 +124,17 @@ async fn answer(
 }
 
 #[derive(Deserialize)]
-struct DecisionForm {
+pub struct DecisionForm {
     request: String,
     decision: String,
 }
 
 /// The consent page's answer: Allow or Deny, CSRF-checked; the request it carries is checked
 /// again from the start.
-async fn consent_decision(
+#[utoipa::path(post, path = "/oauth/authorize/decision", tag = "oidc",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, request (the authorization request, form-encoded), decision (approve or deny)"),
+    responses((status = 303, description = "to the app with a code or access_denied, or to /login"), (status = 403, description = "CSRF check failed")))]
+pub async fn consent_decision(
     State(s): State<AppState>,
     meta: ClientMeta,
     jar: CookieJar,
@@ -165,7 +171,11 @@ pub async fn end_session_get(
     end_session(&s, &meta, jar, caller, req, false).await
 }
 
-async fn end_session_post(
+/// RP-initiated logout as a form post: as GET /oauth/end_session.
+#[utoipa::path(post, path = "/oauth/end_session", tag = "oidc",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "id_token_hint?, client_id?, post_logout_redirect_uri?, state?"),
+    responses((status = 303, description = "to the registered post_logout_redirect_uri"), (status = 200, description = "a confirmation or signed-out page"), (status = 400)))]
+pub async fn end_session_post(
     State(s): State<AppState>,
     meta: ClientMeta,
     jar: CookieJar,
@@ -176,7 +186,11 @@ async fn end_session_post(
     end_session(&s, &meta, jar, caller, req, false).await
 }
 
-async fn end_session_confirm(
+/// The logout confirmation's answer (CSRF-checked): sign out, or stay signed in.
+#[utoipa::path(post, path = "/oauth/end_session/confirm", tag = "oidc",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "csrf, request (the logout request, form-encoded), decision (approve or deny)"),
+    responses((status = 303, description = "to the registered post_logout_redirect_uri"), (status = 200, description = "signed out, or still signed in"), (status = 403, description = "CSRF check failed")))]
+pub async fn end_session_confirm(
     State(s): State<AppState>,
     meta: ClientMeta,
     jar: CookieJar,

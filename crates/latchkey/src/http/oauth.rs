@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
-        .route("/oauth/userinfo", get(userinfo).post(userinfo))
+        .route("/oauth/userinfo", get(userinfo).post(userinfo_post))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(openid_configuration))
         .route("/.well-known/jwks.json", get(jwks))
@@ -238,6 +238,13 @@ pub async fn userinfo(State(s): State<AppState>, headers: HeaderMap) -> Response
         Err(AppError::Forbidden(_)) => challenge(StatusCode::FORBIDDEN, "insufficient_scope", "the access token has no openid scope"),
         Err(e) => OAuthError::from(e).into_response(),
     }
+}
+
+/// Userinfo as a POST (OpenID Connect Core §5.3.1 allows both): as GET.
+#[utoipa::path(post, path = "/oauth/userinfo", tag = "oidc", security(("bearer" = [])),
+    responses((status = 200, body = UserInfo), (status = 401, description = "invalid_token"), (status = 403, description = "insufficient_scope")))]
+pub async fn userinfo_post(s: State<AppState>, headers: HeaderMap) -> Response {
+    userinfo(s, headers).await
 }
 
 /// The public keys that verify access tokens (EdDSA / Ed25519) and id_tokens (RS256 or EdDSA), by `kid`.

@@ -32,8 +32,12 @@ async fn consented(store: &DynStore, user_id: &str) {
 
 /// The app's session a redemption opens on the browser's device.
 fn app_session(d: &DeviceRow, id: &str) -> (SessionRow, RefreshTokenRow) {
-    let s = SessionRow { web_token_hash: None, ..session(&d.user_id, &d.id, id, NOW + 1000) };
-    let r = refresh(id, format!("rt-{id}").as_bytes(), NOW + 500);
+    app_session_of(d, id, "latchkey-cli")
+}
+
+fn app_session_of(d: &DeviceRow, id: &str, client_id: &str) -> (SessionRow, RefreshTokenRow) {
+    let s = SessionRow { web_token_hash: None, client_id: client_id.into(), ..session(&d.user_id, &d.id, id, NOW + 1000) };
+    let r = RefreshTokenRow { client_id: client_id.into(), ..refresh(id, format!("rt-{id}").as_bytes(), NOW + 500) };
     (s, r)
 }
 
@@ -86,17 +90,7 @@ async fn codes_are_bound_to_client_time_session_and_device() {
         // The positive case on a third user, then a removed client: nothing redeems any more.
         let (d3, s3, _) = signed_in(&store, "w").await;
         consented(&store, "w").await;
-        let client = ClientRow {
-            id: "notes".into(),
-            name: "Notes".into(),
-            secret_hash: None,
-            created_at: NOW,
-            redirect_uris: "https://app.example/cb".into(),
-            post_logout_redirect_uris: String::new(),
-            scopes: "openid".into(),
-            consent: "auto".into(),
-            id_token_alg: "RS256".into(),
-        };
+        let client = app_client("notes", "Notes");
         store.create_client(&client).await.unwrap();
         store
             .put_consent(&ConsentRow { user_id: "w".into(), client_id: "notes".into(), scope: "openid".into(), granted_at: NOW })
@@ -105,12 +99,10 @@ async fn codes_are_bound_to_client_time_session_and_device() {
         let notes_code = |hash: &[u8]| AuthCodeRow { client_id: "notes".into(), ..code("w", &s3, hash) };
         store.create_auth_code(&notes_code(b"c3")).await.unwrap();
         store.create_auth_code(&notes_code(b"c4")).await.unwrap();
-        let (app3, r3) = app_session(&d3, "app3");
-        let (app3, r3) = (SessionRow { client_id: "notes".into(), ..app3 }, RefreshTokenRow { client_id: "notes".into(), ..r3 });
+        let (app3, r3) = app_session_of(&d3, "app3", "notes");
         assert!(store.redeem_auth_code(b"c3", "notes", &d3, &app3, &r3, NOW + 1).await.unwrap().is_some(), "a good code redeems");
         assert!(store.delete_client("notes", NOW + 2).await.unwrap());
-        let (app4, r4) = app_session(&d3, "app4");
-        let (app4, r4) = (SessionRow { client_id: "notes".into(), ..app4 }, RefreshTokenRow { client_id: "notes".into(), ..r4 });
+        let (app4, r4) = app_session_of(&d3, "app4", "notes");
         assert!(store.redeem_auth_code(b"c4", "notes", &d3, &app4, &r4, NOW + 3).await.unwrap().is_none(), "a removed client");
     })
     .await;
@@ -120,25 +112,14 @@ async fn codes_are_bound_to_client_time_session_and_device() {
 async fn revoking_a_consent_ends_the_apps_sessions_only() {
     each_backend("revoking_a_consent_ends_the_apps_sessions_only", |store| async move {
         let (d, s, _) = signed_in(&store, "u").await;
-        let client = ClientRow {
-            id: "notes".into(),
-            name: "Notes".into(),
-            secret_hash: None,
-            created_at: NOW,
-            redirect_uris: "https://app.example/cb".into(),
-            post_logout_redirect_uris: String::new(),
-            scopes: "openid".into(),
-            consent: "auto".into(),
-            id_token_alg: "RS256".into(),
-        };
+        let client = app_client("notes", "Notes");
         store.create_client(&client).await.unwrap();
         let grant = ConsentRow { user_id: "u".into(), client_id: "notes".into(), scope: "openid".into(), granted_at: NOW };
         store.put_consent(&grant).await.unwrap();
         store.put_consent(&ConsentRow { scope: "email openid".into(), ..grant.clone() }).await.unwrap();
         assert_eq!(store.consent("u", "notes").await.unwrap().expect("granted").scope, "email openid");
-        let (app, r) = app_session(&d, "app");
-        let app = SessionRow { client_id: "notes".into(), ..app };
-        store.create_session(&d, &app, Some(&RefreshTokenRow { client_id: "notes".into(), ..r })).await.unwrap();
+        let (app, r) = app_session_of(&d, "app", "notes");
+        store.create_session(&d, &app, Some(&r)).await.unwrap();
         let apps = store.apps_on_devices("u", NOW + 1).await.unwrap();
         assert_eq!(apps, [(d.id.clone(), "notes".to_owned(), "Notes".to_owned())]);
         assert_eq!(store.revoke_consent("u", "notes", NOW + 2).await.unwrap(), (true, 1));

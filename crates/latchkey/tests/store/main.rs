@@ -141,6 +141,21 @@ fn refresh(session_id: &str, hash: &[u8], expires_at: i64) -> RefreshTokenRow {
     }
 }
 
+/// A public app with one redirect URI.
+fn app_client(id: &str, name: &str) -> ClientRow {
+    ClientRow {
+        id: id.into(),
+        name: name.into(),
+        secret_hash: None,
+        created_at: NOW,
+        redirect_uris: "https://app.example/cb".into(),
+        post_logout_redirect_uris: String::new(),
+        scopes: "openid".into(),
+        consent: "auto".into(),
+        id_token_alg: "RS256".into(),
+    }
+}
+
 /// A user signed in on one device: the session lives 1000 s, its refresh token 500 s.
 async fn signed_in(store: &DynStore, user_id: &str) -> (DeviceRow, SessionRow, RefreshTokenRow) {
     user(store, user_id).await;
@@ -382,17 +397,7 @@ async fn accounts_and_clients() {
         assert!(!store.set_email_if_none("p", "q@example.com").await.unwrap(), "it has one now");
         assert_eq!(store.user_by_id("p").await.unwrap().expect("p").email.as_deref(), Some("p@example.com"));
 
-        let client = ClientRow {
-            id: "app".into(),
-            name: "App".into(),
-            secret_hash: Some(vec![1, 2]),
-            created_at: NOW,
-            redirect_uris: "https://app.example/cb".into(),
-            post_logout_redirect_uris: String::new(),
-            scopes: "openid".into(),
-            consent: "auto".into(),
-            id_token_alg: "RS256".into(),
-        };
+        let client = ClientRow { secret_hash: Some(vec![1, 2]), ..app_client("app", "App") };
         store.create_client(&client).await.unwrap();
         assert!(matches!(store.create_client(&client).await, Err(StoreError::Conflict)));
         let got = store.client("app").await.unwrap().expect("client");
