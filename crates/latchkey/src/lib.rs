@@ -20,6 +20,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 
 /// Both rustls and jsonwebtoken want exactly one process-wide crypto provider: aws-lc-rs.
 pub fn install_crypto_provider() {

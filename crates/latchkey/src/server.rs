@@ -48,9 +48,13 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(sweep_forever(self.state.app.clone()));
+        // Upstreams' discovery in the background: the server serves at once, even if one is down.
+        let app = self.state.app.clone();
+        let warm = tokio::spawn(async move { app.upstreams.warm_up(app.now()).await });
         let router = http::router(self.state);
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
         sweeper.abort();
+        warm.abort();
         Ok(())
     }
 }

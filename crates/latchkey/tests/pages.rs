@@ -24,6 +24,11 @@
 //!   `MODE=phone` it is the phone's own browser instead: it opens `/q/<id>` of a QR login
 //!   started through the API, signs in on the way, checks the three numbers and Deny, and
 //!   denies, which this test then sees through the API.
+//! - `e2e/upstream_signin.mjs` clicks "Sign in with Corp" on `/login`, signs in at a real
+//!   OpenID Connect issuer (oidc-provider, `e2e/upstream.mjs`) and lands on `/account` with an
+//!   account that sign-in made, whose only identity cannot be unlinked; then, in a fresh browser,
+//!   signs in with a password, links Corp from `/account` and unlinks it. This test then checks
+//!   from the store that the identities are where the pages said.
 //!
 //! Needs Chromium (`/usr/bin/chromium`, or `chromium` on `PATH`), Node and
 //! `e2e/node_modules/playwright-core` (`cd e2e && npm ci`). Without them each test prints
@@ -683,4 +688,52 @@ async fn phone_browser_denies_a_qr_login_on_its_page() {
     let browser = browser.unwrap_or_else(|| panic!("no browser device in {devices:?}"));
     assert_eq!(denied[0]["device_id"], browser["id"], "denied from the phone's browser: {}", denied[0]);
     assert_eq!(devices.iter().filter(|d| d["authorized_by"] == "qr").count(), 0, "nobody signed in by QR: {devices:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_with_an_upstream_and_links_and_unlinks_it() {
+    let Some(tools) = tools_or_skip("upstream_signin.mjs") else {
+        return;
+    };
+    let Some(corp) = common::upstream::Corp::start().await else {
+        return;
+    };
+    let issuer = corp.issuer.clone();
+    let t = spawn_with(move |s| {
+        s.upstreams = vec![latchkey::config::UpstreamSettings {
+            id: "corp".into(),
+            kind: latchkey::config::UpstreamKind::Oidc,
+            issuer,
+            client_id: "latchkey".into(),
+            client_secret: common::upstream::CORP_SECRET.into(),
+            scopes: vec!["openid".into(), "email".into()],
+            display_name: "Corp".into(),
+            auto_create: true,
+            authorization_endpoint: String::new(),
+            token_endpoint: String::new(),
+            api_url: String::new(),
+        }]
+    })
+    .await;
+    corp.register("latchkey", &t.url("/login/upstream/corp/callback")).await;
+    let email = "local@example.com";
+    t.register(email).await;
+    let vars =
+        [("EMAIL", email), ("PASSWORD", PASSWORD), ("UPSTREAM_LOGIN", "carol"), ("UPSTREAM_LOGIN_B", "alice"), ("UPSTREAM_NAME", "Corp")];
+    let script = Script::start(&tools, &t, &vars);
+    let (script, _) = script.wait_for_line("ACCOUNT_A_OK").await;
+    let (script, _) = script.wait_for_line("ACCOUNT_B_OK").await;
+    script.finish().await;
+
+    // carol's sign-in made her account, still linked; alice was linked to the local account and
+    // unlinked again, and never got an account of her own.
+    let carol = t.app.store.identity("corp", &corp.issuer, "carol").await.unwrap().expect("carol's identity");
+    let account = t.app.store.user_by_id(&carol.user_id).await.unwrap().unwrap();
+    assert_eq!(account.email.as_deref(), Some("carol@example.com"));
+    assert!(t.app.store.identity("corp", &corp.issuer, "alice").await.unwrap().is_none());
+    assert!(t.app.store.user_by_email("alice@example.com").await.unwrap().is_none());
+    let local = t.app.store.user_by_email(email).await.unwrap().unwrap();
+    let audit = t.app.store.audit_for_user(&local.id, 50).await.unwrap();
+    let kinds: Vec<&str> = audit.iter().map(|a| a.kind.as_str()).collect();
+    assert!(kinds.contains(&"identity_linked") && kinds.contains(&"identity_unlinked"), "{kinds:?}");
 }

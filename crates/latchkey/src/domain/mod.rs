@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod codes;
 pub mod device;
 pub mod email;
+pub mod id_token;
 pub mod linking;
 pub mod password;
 pub mod pkce;

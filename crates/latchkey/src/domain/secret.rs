@@ -99,6 +99,11 @@ pub fn b64url(data: &[u8]) -> String {
     B64.encode(data)
 }
 
+/// Standard Base64 with padding (HTTP Basic credentials).
+pub fn b64std(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use crate::service::authorize::{self, AppAccess};
 use crate::service::devices::{self, DeviceView};
 use crate::service::login_mfa::MfaRequired;
 use crate::service::sessions::{self, Signed, TokenResponse};
+use crate::service::upstream_login::{self, IdentityView};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -30,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/devices/{id}", delete(revoke_device))
         .route("/api/v1/apps", get(list_apps))
         .route("/api/v1/apps/{client_id}", delete(revoke_app))
+        .route("/api/v1/identities", get(list_identities))
+        .route("/api/v1/identities/{id}", delete(unlink_identity))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/me", get(me))
 }
@@ -231,6 +234,27 @@ pub async fn revoke_app(
     Path(client_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     authorize::revoke_app(&s.app, &caller, &client_id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The upstream sign-ins ("Sign in with …") linked to the account.
+#[utoipa::path(get, path = "/api/v1/identities", tag = "identities", security(("bearer" = [])),
+    responses((status = 200, body = Vec<IdentityView>), (status = 401)))]
+pub async fn list_identities(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result<Json<Vec<IdentityView>>, ApiError> {
+    Ok(Json(upstream_login::identities(&s.app, &caller).await?))
+}
+
+/// Unlink an upstream sign-in. Never the account's last way in: that answers 409.
+#[utoipa::path(delete, path = "/api/v1/identities/{id}", tag = "identities", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 404, description = "no such identity on this account"),
+        (status = 409, description = "it is the account's last way to sign in")))]
+pub async fn unlink_identity(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    upstream_login::unlink(&s.app, &caller, &id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

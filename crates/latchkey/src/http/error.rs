@@ -17,6 +17,7 @@ pub(super) fn status(e: &AppError) -> StatusCode {
         AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         AppError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
         AppError::DeviceGrant(_) => StatusCode::BAD_REQUEST,
         AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -100,7 +101,7 @@ impl IntoResponse for OAuthError {
             AppError::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
             AppError::Invalid(_) | AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable"),
-            AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            AppError::Overloaded | AppError::UpstreamUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             AppError::Forbidden(_) | AppError::Unauthorized | AppError::InvalidCredentials => {
                 (StatusCode::BAD_REQUEST, "unauthorized_client")
             }

@@ -51,7 +51,7 @@ pub async fn verify(
     meta: ClientMeta,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let signed = login_mfa::verify(&s.app, &req.mfa_token, &req.method, &req.code, req.remember_device, &meta).await?;
+    let signed = login_mfa::verify(&s.app, &req.mfa_token, &req.method, &req.code, req.remember_device, false, &meta).await?;
     Ok(Json(tokens_of(signed)?))
 }
 

@@ -111,7 +111,7 @@ async fn mfa_submit(
     CsrfForm(f): CsrfForm<VerifyForm>,
 ) -> Result<Response, PageError> {
     let next = safe_next(f.next.as_deref());
-    match login_mfa::verify(&s.app, &pending_token(&jar, &s), &f.method, &f.code, f.remember.is_some(), &meta).await {
+    match login_mfa::verify(&s.app, &pending_token(&jar, &s), &f.method, &f.code, f.remember.is_some(), true, &meta).await {
         Ok(signed) => {
             let jar = forget(signed_in(jar, &s, &signed.opened, signed.trust_token), cookie_names(s.app.secure_cookies).mfa);
             Ok((jar, Redirect::to(&next)).into_response())

@@ -15,6 +15,7 @@ pub mod pages;
 pub mod pairing_api;
 pub mod qr_api;
 pub mod qr_pages;
+pub mod upstream_pages;
 pub mod web;
 
 use crate::service::App;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .merge(authorize_pages::router())
         .merge(ops::router())
         .merge(openapi::router())
+        .merge(upstream_pages::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })

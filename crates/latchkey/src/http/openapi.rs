@@ -26,7 +26,8 @@ pub fn router() -> Router<AppState> {
         super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password, super::mfa_api::add_email,
         super::device_grant_api::approve_user_code, super::device_grant_api::deny_user_code, super::pairing_api::create_pairing_code,
         super::pairing_api::redeem_pairing_code, super::pairing_api::pairing_status, super::pairing_api::approve_pairing, super::pairing_api::deny_pairing,
-        super::api::list_apps, super::api::revoke_app,
+        super::api::list_apps, super::api::revoke_app, super::api::list_identities, super::api::unlink_identity,
+        super::upstream_pages::start, super::upstream_pages::callback,
         super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
         super::authorize_pages::authorize_get, super::authorize_pages::authorize_post, super::authorize_pages::consent_decision,
         super::authorize_pages::end_session_get, super::authorize_pages::end_session_post, super::authorize_pages::end_session_confirm,
@@ -34,7 +35,7 @@ pub fn router() -> Router<AppState> {
         super::ops::healthz, super::ops::readyz,
     ),
     modifiers(&BearerAuth),
-    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "qr login"), (name = "audit"), (name = "apps"), (name = "oauth"), (name = "oidc"), (name = "operations"))
+    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "qr login"), (name = "audit"), (name = "apps"), (name = "identities"), (name = "oauth"), (name = "oidc"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

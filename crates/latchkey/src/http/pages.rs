@@ -3,14 +3,15 @@
 
 use super::AppState;
 use super::web::{
-    CsrfForm, Empty, PageError, PagePath, PageQuery, WebUser, allow_form_target, asset, cookie, cookie_names, csrf_token, forget,
-    next_app_origin, safe_next, signed_in, urlencode,
+    CsrfForm, Empty, PageError, PagePath, PageQuery, WebUser, allow_form_target, allow_upstream_targets, asset, cookie, cookie_names,
+    csrf_token, forget, next_app_origin, safe_next, signed_in, urlencode,
 };
 use crate::clock::rfc3339;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::authorize::{self, AppAccess};
 use crate::service::devices::{self, DeviceView};
 use crate::service::sessions;
+use crate::service::upstream_login::{self, IdentityView};
 use crate::service::{AppError, ClientMeta, accounts, audit};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -41,6 +42,17 @@ struct LoginPage {
     next: String,
     email: String,
     error: Option<String>,
+    /// `(id, display name)` of each "Sign in with …".
+    upstreams: Vec<(String, String)>,
+    next_encoded: String,
+}
+
+impl LoginPage {
+    fn new(s: &AppState, csrf: String, next: String, email: String, error: Option<String>) -> Self {
+        let upstreams = s.app.upstreams.all().iter().map(|u| (u.id().to_owned(), u.display_name().to_owned())).collect();
+        let next_encoded = urlencode(&next);
+        Self { csrf, next, email, error, upstreams, next_encoded }
+    }
 }
 
 #[derive(Deserialize)]
@@ -55,7 +67,7 @@ async fn login_form(State(s): State<AppState>, jar: CookieJar, PageQuery(q): Pag
     let next = safe_next(q.next.as_deref());
     let origin = next_app_origin(&s, &next).await;
     let email = q.login_hint.filter(|h| h.len() <= 254).unwrap_or_default();
-    allow_form_target((jar, LoginPage { csrf, next, email, error: None }).into_response(), origin.as_deref())
+    allow_form_target((jar, LoginPage::new(&s, csrf, next, email, None)).into_response(), origin.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -85,13 +97,7 @@ async fn login_submit(
         device_trust_token: trust,
     };
     match auth::password_login(&s.app, req, &meta).await {
-        Ok(LoginOutcome::Signed(signed)) => {
-            Ok((signed_in(jar, &s, &signed.opened, signed.trust_token), Redirect::to(&next)).into_response())
-        }
-        Ok(LoginOutcome::MfaRequired(m)) => {
-            let jar = jar.add(cookie(names.mfa, m.mfa_token, s.app.secure_cookies, m.expires_in as i64));
-            Ok((jar, Redirect::to(&format!("/mfa?next={}", urlencode(&next)))).into_response())
-        }
+        Ok(outcome) => Ok(web_signed_in(jar, &s, outcome, &next)),
         Err(e) => {
             // The form again, with what went wrong and the e-mail kept.
             let (status, text) = match &e {
@@ -106,8 +112,19 @@ async fn login_submit(
             };
             let (jar, csrf) = csrf_token(jar, &s);
             let origin = next_app_origin(&s, &next).await;
-            let page = (status, jar, LoginPage { csrf, next, email: f.email, error: Some(text) }).into_response();
+            let page = (status, jar, LoginPage::new(&s, csrf, next, f.email, Some(text))).into_response();
             Ok(allow_form_target(page, origin.as_deref()))
+        }
+    }
+}
+
+/// A browser's sign-in done (cookies set, on to `next`) or waiting for its second factor (`/mfa`).
+pub(super) fn web_signed_in(jar: CookieJar, s: &AppState, outcome: LoginOutcome, next: &str) -> Response {
+    match outcome {
+        LoginOutcome::Signed(signed) => (signed_in(jar, s, &signed.opened, signed.trust_token), Redirect::to(next)).into_response(),
+        LoginOutcome::MfaRequired(m) => {
+            let jar = jar.add(cookie(cookie_names(s.app.secure_cookies).mfa, m.mfa_token, s.app.secure_cookies, m.expires_in as i64));
+            (jar, Redirect::to(&format!("/mfa?next={}", urlencode(next)))).into_response()
         }
     }
 }
@@ -145,6 +162,9 @@ struct AccountPage {
     email: String,
     devices: Vec<DeviceView>,
     apps: Vec<AppAccess>,
+    identities: Vec<IdentityView>,
+    /// `(id, display name)` of the upstreams not linked yet.
+    linkable: Vec<(String, String)>,
     events: Vec<EventView>,
 }
 
@@ -152,12 +172,15 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
     let user = accounts::profile(&s.app, &caller).await?;
     let devices = devices::list(&s.app, &caller).await?;
     let apps = authorize::apps_with_access(&s.app, &caller).await?;
+    let identities = upstream_login::identities(&s.app, &caller).await?;
+    let linkable = upstream_login::linkable(&s.app, &caller).await?;
     let events = audit::for_user(&s.app, &caller, 20).await?;
     let (jar, csrf) = csrf_token(jar, &s);
     let events =
         events.into_iter().map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() }).collect();
     let email = user.email.unwrap_or_else(|| "an account without e-mail".into());
-    Ok((jar, AccountPage { csrf, email, devices, apps, events }).into_response())
+    let page = (jar, AccountPage { csrf, email, devices, apps, identities, linkable, events }).into_response();
+    Ok(allow_upstream_targets(page, &s).await)
 }
 
 async fn revoke_device(

@@ -33,6 +33,10 @@ pub struct CookieNames {
     pub trust: &'static str,
     /// The secret of this browser's QR login.
     pub qr: &'static str,
+    /// The `state` of this browser's sign-in at an upstream provider.
+    pub upstream: &'static str,
+    /// An upstream identity waiting for its account to be proved (sealed).
+    pub link: &'static str,
 }
 
 pub fn cookie_names(secure: bool) -> CookieNames {
@@ -43,9 +47,19 @@ pub fn cookie_names(secure: bool) -> CookieNames {
             mfa: "__Host-lk_mfa",
             trust: "__Host-lk_trust",
             qr: "__Host-lk_qr",
+            upstream: "__Host-lk_upstream",
+            link: "__Host-lk_link",
         }
     } else {
-        CookieNames { session: "lk_session", csrf: "lk_csrf", mfa: "lk_mfa", trust: "lk_trust", qr: "lk_qr" }
+        CookieNames {
+            session: "lk_session",
+            csrf: "lk_csrf",
+            mfa: "lk_mfa",
+            trust: "lk_trust",
+            qr: "lk_qr",
+            upstream: "lk_upstream",
+            link: "lk_link",
+        }
     }
 }
 
@@ -255,6 +269,20 @@ pub fn safe_next(next: Option<&str>) -> String {
         }
         _ => "/account".into(),
     }
+}
+
+/// Lets this page's forms redirect on to every configured upstream's authorization endpoint
+/// (the account page's "Link …" buttons).
+pub async fn allow_upstream_targets(resp: Response, s: &AppState) -> Response {
+    let mut origins = Vec::new();
+    for u in s.app.upstreams.all() {
+        if let Some(o) = u.form_origin().await
+            && !origins.contains(&o)
+        {
+            origins.push(o);
+        }
+    }
+    if origins.is_empty() { resp } else { allow_form_target(resp, Some(&origins.join(" "))) }
 }
 
 /// Lets this page's forms redirect on to `origin` (see [`super::csp_with_form_target`]).

@@ -63,7 +63,7 @@ pub async fn register_device(
             user_id: &user.id,
             client_id: crate::service::clients::CLI_CLIENT,
             scope: app.settings.tokens.default_scope.clone(),
-            amr: vec!["signup"],
+            amr: vec!["signup".into()],
             device: facts,
             authorized_by: AuthorizedBy::Signup,
             approved_by_device: None,

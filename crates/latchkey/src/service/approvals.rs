@@ -275,7 +275,7 @@ pub async fn collect(app: &App, a: &ApprovalRow, c: Collector<'_>, meta: &Client
             user_id,
             client_id: c.client_id,
             scope: a.scope.clone(),
-            amr: k.amr.to_vec(),
+            amr: k.amr.iter().map(|a| (*a).to_owned()).collect(),
             device: c.device,
             authorized_by: k.authorized_by,
             approved_by_device: Some(approver.clone()),

@@ -55,6 +55,10 @@ pub enum AuditKind {
     AuthorizationCodeReuse,
     AppSignedIn,
     EndSession,
+    UpstreamLoginFailed,
+    UpstreamLoginRefused,
+    IdentityLinked,
+    IdentityUnlinked,
 }
 
 impl AuditKind {
@@ -103,6 +107,10 @@ impl AuditKind {
             Self::AuthorizationCodeReuse => "authorization_code_reuse",
             Self::AppSignedIn => "app_signed_in",
             Self::EndSession => "end_session",
+            Self::UpstreamLoginFailed => "upstream_login_failed",
+            Self::UpstreamLoginRefused => "upstream_login_refused",
+            Self::IdentityLinked => "identity_linked",
+            Self::IdentityUnlinked => "identity_unlinked",
         }
     }
 }

@@ -88,7 +88,7 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     if failures.is_some() {
         app.store.clear_login_failures(&throttle_key).await?;
     }
-    let verified = Verified { user, method: "password", amr: "pwd", authorized_by: AuthorizedBy::Password };
+    let verified = Verified { user, method: "password".into(), amr: "pwd".into(), authorized_by: AuthorizedBy::Password };
     let ctx = SignInContext {
         client_id: &client_id,
         scope: &scope,
@@ -105,10 +105,10 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
 /// verifies; what follows is the same for all (`complete_sign_in`).
 pub struct Verified {
     pub user: UserRow,
-    /// For the audit trail: `password`, or the authenticator's name.
-    pub method: &'static str,
-    /// The RFC 8176 value the session's `amr` starts with (`pwd`, …).
-    pub amr: &'static str,
+    /// For the audit trail: `password`, or `upstream:<id>`.
+    pub method: String,
+    /// The value the session's `amr` starts with: RFC 8176's `pwd`, or the upstream's id.
+    pub amr: String,
     pub authorized_by: AuthorizedBy,
 }
 
@@ -129,7 +129,7 @@ pub async fn complete_sign_in(app: &App, v: Verified, ctx: SignInContext<'_>, me
     let user = v.user;
     let mut existing_device = None;
     let mut trust_token = None;
-    let mut amr = vec![v.amr];
+    let mut amr = vec![v.amr.clone()];
     let methods = second_factor::methods(app, &user.id).await?;
     if !methods.is_empty() {
         match ctx.device_trust_token {
@@ -137,11 +137,16 @@ pub async fn complete_sign_in(app: &App, v: Verified, ctx: SignInContext<'_>, me
                 Audit::new(AuditKind::MfaSkippedTrustedDevice).user(&user.id).device(&device_id).meta(meta).record(app).await?;
                 existing_device = Some(device_id);
                 trust_token = Some(next);
-                amr.push("trusted_device");
+                amr.push("trusted_device".into());
             }
             _ => {
-                let pending =
-                    login_mfa::Pending { client_id: ctx.client_id, scope: &ctx.scope.to_string(), device: ctx.device_input, web: ctx.web };
+                let pending = login_mfa::Pending {
+                    client_id: ctx.client_id,
+                    scope: &ctx.scope.to_string(),
+                    device: ctx.device_input,
+                    web: ctx.web,
+                    first_factor: &v.amr,
+                };
                 let required = login_mfa::start(app, &user, pending, meta, methods).await?;
                 Audit::new(AuditKind::LoginSecondFactorRequired)
                     .user(&user.id)

@@ -31,6 +31,8 @@ pub struct App {
     pub clients: crate::service::clients::ClientCache,
     /// The server-wide cap on pending requests (see `service::limits::admit_pending`).
     pub pending: crate::service::limits::PendingGauge,
+    /// The identity providers people may sign in with (`[[upstream]]`).
+    pub upstreams: crate::upstream::Upstreams,
 }
 
 impl App {
@@ -54,6 +56,7 @@ impl App {
         let mailer = crate::mail::Mailer::new(&settings.mail, &settings.server.data_dir)?;
         let passwords = PasswordHasher::new(&settings.passwords)?;
         let secure_cookies = !is_plain_http_loopback(&issuer);
+        let upstreams = crate::upstream::Upstreams::new(&settings.upstreams)?;
         Ok(Self {
             settings,
             store,
@@ -69,6 +72,7 @@ impl App {
             secure_cookies,
             clients: Default::default(),
             pending: Default::default(),
+            upstreams,
         })
     }
 
@@ -114,6 +118,9 @@ pub enum AppError {
     RateLimited { retry_after: u64 },
     #[error("the server is busy")]
     Overloaded,
+    /// An upstream identity provider could not be reached or answered nonsense (HTTP 502).
+    #[error("{0}")]
+    UpstreamUnavailable(String),
     /// RFC 6749 `invalid_grant`: the grant (refresh token, code) is invalid, expired or used.
     #[error("{0}")]
     InvalidGrant(String),

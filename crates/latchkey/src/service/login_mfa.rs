@@ -28,6 +28,8 @@ pub struct Pending<'a> {
     pub scope: &'a str,
     pub device: Option<&'a DeviceInput>,
     pub web: bool,
+    /// What the first step was (`pwd`, or the upstream's id): the session's `amr` starts with it.
+    pub first_factor: &'a str,
 }
 
 /// After a right password for a user with second factors: the short-lived token that only
@@ -53,6 +55,7 @@ pub async fn start(app: &App, user: &UserRow, p: Pending<'_>, meta: &ClientMeta,
             expires_at: now + ttl as i64,
             failures: 0,
             consumed_at: None,
+            first_factor: p.first_factor.into(),
         })
         .await?;
     Ok(MfaRequired { mfa_required: true, mfa_token: token, methods, expires_in: ttl })
@@ -83,9 +86,21 @@ pub async fn send_login_code(app: &App, mfa_token: &str) -> AppResult<()> {
 }
 
 /// The second step: a code for the mfa_token. Five wrong codes end the token; the right one
-/// consumes it and opens the session, remembering the device if asked.
-pub async fn verify(app: &App, mfa_token: &str, method: &str, code: &str, remember: bool, meta: &ClientMeta) -> AppResult<Signed> {
+/// consumes it and opens the session, remembering the device if asked. `web`: the step is the
+/// `/mfa` page's (a browser's token finishes only there, an API client's only through the API).
+pub async fn verify(
+    app: &App,
+    mfa_token: &str,
+    method: &str,
+    code: &str,
+    remember: bool,
+    web: bool,
+    meta: &ClientMeta,
+) -> AppResult<Signed> {
     let row = live_token(app, mfa_token).await?;
+    if row.web != web {
+        return Err(bad_token());
+    }
     if !second_factor::methods(app, &row.user_id).await?.contains(&method) {
         return Err(AppError::BadRequest(format!("{method} is not a second factor of this account")));
     }
@@ -109,10 +124,15 @@ pub async fn verify(app: &App, mfa_token: &str, method: &str, code: &str, rememb
     }
     let input: DeviceInput = serde_json::from_str(&row.device_json).unwrap_or_default();
     let device = DeviceFacts::from_input(Some(&input), &row.user_agent)?;
+    let first = row.first_factor.clone();
     let amr = match method {
-        "totp" => vec!["pwd", "otp", "mfa"],
-        "email" => vec!["pwd", "mfa"],
-        _ => vec!["pwd", "mfa"],
+        "totp" => vec![first.clone(), "otp".into(), "mfa".into()],
+        _ => vec![first.clone(), "mfa".into()],
+    };
+    let (authorized_by, first_method) = if first == "pwd" {
+        (AuthorizedBy::Password, "password".to_owned())
+    } else {
+        (AuthorizedBy::Upstream, format!("upstream:{first}"))
     };
     let opened = sessions::open(
         app,
@@ -122,7 +142,7 @@ pub async fn verify(app: &App, mfa_token: &str, method: &str, code: &str, rememb
             scope: row.scope.clone(),
             amr,
             device,
-            authorized_by: AuthorizedBy::Password,
+            authorized_by,
             approved_by_device: None,
             web: row.web,
             existing_device: None,
@@ -142,7 +162,7 @@ pub async fn verify(app: &App, mfa_token: &str, method: &str, code: &str, rememb
         .user(&row.user_id)
         .device(&opened.device.id)
         .meta(meta)
-        .detail(serde_json::json!({ "method": "password+mfa" }))
+        .detail(serde_json::json!({ "method": format!("{first_method}+mfa") }))
         .record(app)
         .await?;
     let trust_token = if remember { Some(trust::remember_device(app, &row.user_id, &opened.device.id, meta).await?) } else { None };

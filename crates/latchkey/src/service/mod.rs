@@ -23,5 +23,6 @@ pub mod second_factor;
 pub mod sessions;
 pub mod tokens;
 pub mod trust;
+pub mod upstream_login;
 
 pub use context::{App, AppError, AppResult, ClientMeta};

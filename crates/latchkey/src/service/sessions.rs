@@ -17,6 +17,8 @@ pub enum AuthorizedBy {
     Signup,
     /// An app's sign-in through the browser (authorization code grant), on the browser's device.
     App,
+    /// A sign-in through an upstream identity provider (`[[upstream]]`).
+    Upstream,
 }
 
 impl AuthorizedBy {
@@ -28,6 +30,7 @@ impl AuthorizedBy {
             Self::Qr => "qr",
             Self::Signup => "signup",
             Self::App => "app",
+            Self::Upstream => "upstream",
         }
     }
 }
@@ -36,7 +39,7 @@ pub struct NewSession<'a> {
     pub user_id: &'a str,
     pub client_id: &'a str,
     pub scope: String,
-    pub amr: Vec<&'static str>,
+    pub amr: Vec<String>,
     pub device: DeviceFacts,
     pub authorized_by: AuthorizedBy,
     pub approved_by_device: Option<String>,

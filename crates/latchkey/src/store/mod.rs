@@ -344,6 +344,30 @@ pub trait GrantStore: Send + Sync + 'static {
 }
 
 /// Second factors and remembered devices.
+/// What removing an identity did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlinked {
+    Removed,
+    NotFound,
+    /// Refused: it is the account's last way in.
+    LastWayIn,
+}
+
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    async fn create_upstream_state(&self, row: &UpstreamStateRow) -> StoreResult<()>;
+    /// Takes a live state by the hash of its value, at most once.
+    async fn take_upstream_state(&self, hash: &[u8], now: i64) -> StoreResult<Option<UpstreamStateRow>>;
+    async fn identity(&self, upstream: &str, issuer: &str, subject: &str) -> StoreResult<Option<IdentityRow>>;
+    async fn identities_for_user(&self, user_id: &str) -> StoreResult<Vec<IdentityRow>>;
+    /// `Conflict` when this `(upstream, issuer, subject)` is linked already (to anyone).
+    async fn link_identity(&self, row: &IdentityRow) -> StoreResult<()>;
+    /// A new account and its first identity, in one transaction (`Conflict` if either exists).
+    async fn create_user_with_identity(&self, user: &UserRow, identity: &IdentityRow) -> StoreResult<()>;
+    async fn touch_identity(&self, id: &str, email: Option<&str>, now: i64) -> StoreResult<()>;
+    async fn unlink_identity(&self, user_id: &str, id: &str) -> StoreResult<Unlinked>;
+}
+
 #[async_trait]
 pub trait MfaStore: Send + Sync + 'static {
     /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one; false when the user
@@ -414,13 +438,13 @@ pub trait MfaStore: Send + Sync + 'static {
 }
 
 /// The one store: every backend implements all of it.
-pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore {}
+pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore {}
 
-impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore> Store for T {}
+impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore> Store for T {}
 
 /// Bring every store method into scope: `use crate::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{AccountStore, ApprovalStore, GrantStore, MfaStore, OpsStore, SessionStore, Store};
+    pub use super::{AccountStore, ApprovalStore, GrantStore, IdentityStore, MfaStore, OpsStore, SessionStore, Store};
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -215,6 +215,8 @@ pub struct MfaTokenRow {
     pub expires_at: i64,
     pub failures: i64,
     pub consumed_at: Option<i64>,
+    /// The RFC 8176 value of the first step: `pwd`, or the upstream's id.
+    pub first_factor: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -227,4 +229,29 @@ pub struct TrustRow {
     pub last_used_at: i64,
     pub ip: String,
     pub user_agent: String,
+}
+
+/// An upstream identity linked to an account (see `domain::linking`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdentityRow {
+    pub id: String,
+    pub user_id: String,
+    pub upstream: String,
+    pub issuer: String,
+    pub subject: String,
+    /// What the upstream last said; never copied to the account.
+    pub email: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// A sign-in sent to an upstream and not yet back.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UpstreamStateRow {
+    pub state_hash: Vec<u8>,
+    pub upstream: String,
+    pub next: String,
+    pub link_session_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
 }

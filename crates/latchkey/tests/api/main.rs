@@ -16,3 +16,4 @@ mod operations;
 mod pairing;
 mod qr;
 mod refresh;
+mod upstream;

@@ -14,7 +14,7 @@ async fn with_mail() -> (TestApp, Sink) {
 }
 
 /// Registers ann, turns TOTP on; returns (secret, recovery codes, access token).
-async fn with_totp(t: &TestApp) -> (String, Vec<String>, String) {
+pub(crate) async fn with_totp(t: &TestApp) -> (String, Vec<String>, String) {
     t.register("ann@example.com").await;
     let at = s(&t.login("ann@example.com", "Laptop").await, "access_token");
     let r = t.http.post(t.url("/api/v1/mfa/totp")).bearer_auth(&at).send().await.unwrap();
@@ -50,7 +50,7 @@ async fn password_step(t: &TestApp, trust: Option<&str>) -> Value {
     r.json().await.unwrap()
 }
 
-async fn verify(t: &TestApp, mfa_token: &str, method: &str, code: &str, remember: bool) -> reqwest::Response {
+pub(crate) async fn verify(t: &TestApp, mfa_token: &str, method: &str, code: &str, remember: bool) -> reqwest::Response {
     t.post_json("/api/v1/mfa/verify", json!({ "mfa_token": mfa_token, "method": method, "code": code, "remember_device": remember })).await
 }
 

@@ -4,6 +4,7 @@
 pub mod listen;
 pub mod smtp;
 pub mod totp;
+pub mod upstream;
 
 use latchkey::clock::OffsetClock;
 use latchkey::config::{Overrides, Settings};

@@ -9,6 +9,7 @@ mod approvals;
 #[path = "../common/mod.rs"]
 mod common;
 mod grants;
+mod identities;
 
 use common::{PgSchema, test_database_url};
 use futures_util::FutureExt;
@@ -303,6 +304,7 @@ async fn mfa_token_is_consumed_once() {
             expires_at: NOW + 300,
             failures: 0,
             consumed_at: None,
+            first_factor: "pwd".into(),
         };
         store.create_mfa_token(&token).await.unwrap();
         assert!(matches!(store.create_mfa_token(&token).await, Err(StoreError::Conflict)));

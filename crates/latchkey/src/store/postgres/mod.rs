@@ -10,6 +10,7 @@ use super::*;
 mod accounts;
 mod approvals;
 mod grants;
+mod identities;
 mod mfa;
 mod ops;
 mod sessions;

@@ -100,7 +100,7 @@ macro_rules! totp_cols {
 }
 macro_rules! mfa_token_cols {
     () => {
-        "hash, user_id, client_id, scope, device_json, web, ip, user_agent, created_at, expires_at, failures, consumed_at"
+        "hash, user_id, client_id, scope, device_json, web, ip, user_agent, created_at, expires_at, failures, consumed_at, first_factor"
     };
 }
 macro_rules! trust_cols {
@@ -231,8 +231,20 @@ pub fn client_values(c: &ClientRow) -> [&dyn Param; 9] {
 }
 
 /// The values of [`INSERT_MFA_TOKEN`].
-pub fn mfa_token_values(m: &MfaTokenRow) -> [&dyn Param; 10] {
-    [&m.hash, &m.user_id, &m.client_id, &m.scope, &m.device_json, &m.web, &m.ip, &m.user_agent, &m.created_at, &m.expires_at]
+pub fn mfa_token_values(m: &MfaTokenRow) -> [&dyn Param; 11] {
+    [
+        &m.hash,
+        &m.user_id,
+        &m.client_id,
+        &m.scope,
+        &m.device_json,
+        &m.web,
+        &m.ip,
+        &m.user_agent,
+        &m.created_at,
+        &m.expires_at,
+        &m.first_factor,
+    ]
 }
 
 /// The values of [`INSERT_TRUST`].
@@ -256,7 +268,7 @@ pub const INSERT_FIRST_SIGNING_KEY: Sql = sql!(
 );
 
 /// The housekeeping deletes, each with its cutoff (`$1`).
-pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 10] {
+pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 11] {
     let day = 86_400;
     [
         (sql!("DELETE FROM mfa_tokens WHERE expires_at < $1"), now - day),
@@ -267,6 +279,7 @@ pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 10] {
         (sql!("DELETE FROM rate_limits WHERE window_start < $1"), now - 2 * day),
         (sql!("DELETE FROM login_failures WHERE last_failure_at < $1"), now - day),
         (sql!("DELETE FROM pairing_codes WHERE expires_at < $1"), now - day),
+        (sql!("DELETE FROM upstream_states WHERE expires_at < $1"), now),
         (
             sql!(
                 "DELETE FROM approvals WHERE expires_at < $1 AND id NOT IN (SELECT approval_id FROM pairing_codes WHERE approval_id IS NOT NULL)"
@@ -364,6 +377,8 @@ pub const REFRESH_BY_HASH: Sql = sql!(concat!("SELECT ", refresh_cols!(), " FROM
 // Apps signing their users in: authorization codes and consents.
 mod grants;
 pub use grants::*;
+mod identities;
+pub use identities::*;
 
 // ---------------------------------------------------------------------------------------------
 // Second factors and remembered devices.
@@ -398,8 +413,8 @@ pub const USE_EMAIL_CODE: Sql =
     sql!("DELETE FROM email_codes WHERE user_id = $1 AND purpose = $2 AND code_hmac = $3 AND expires_at > $4 AND attempts < $5");
 pub const FAIL_EMAIL_CODE: Sql = sql!("UPDATE email_codes SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2");
 pub const INSERT_MFA_TOKEN: Sql = sql!(
-    "INSERT INTO mfa_tokens (hash, user_id, client_id, scope, device_json, web, ip, user_agent, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    "INSERT INTO mfa_tokens (hash, user_id, client_id, scope, device_json, web, ip, user_agent, created_at, expires_at, first_factor) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 );
 pub const MFA_TOKEN: Sql = sql!(concat!("SELECT ", mfa_token_cols!(), " FROM mfa_tokens WHERE hash = $1"));
 pub const FAIL_MFA_TOKEN: Sql = sql!("UPDATE mfa_tokens SET failures = failures + 1 WHERE hash = $1 RETURNING failures");
@@ -554,6 +569,13 @@ mod tests {
             RECORD_LOGIN_FAILURE,
             CLEAR_LOGIN_FAILURES,
             INSERT_USER,
+            INSERT_IDENTITY,
+            IDENTITY,
+            IDENTITIES_FOR_USER,
+            TOUCH_IDENTITY,
+            UNLINK_IDENTITY,
+            INSERT_UPSTREAM_STATE,
+            TAKE_UPSTREAM_STATE,
             USER_BY_EMAIL,
             USER_BY_ID,
             INSERT_CLIENT,

@@ -30,6 +30,7 @@ macro_rules! from_row {
 mod accounts;
 mod approvals;
 mod grants;
+mod identities;
 mod memory;
 mod mfa;
 mod ops;

@@ -1,0 +1,34 @@
+-- Sign-in through upstream identity providers (any OpenID Connect issuer, GitHub). Keep in step
+-- with migrations/postgres/0008.
+
+-- An upstream identity linked to an account, keyed by (upstream, issuer, subject): never by
+-- e-mail. `email` is what the upstream last said, for the account page only; the account's
+-- own address is never rewritten from it.
+CREATE TABLE identities (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    upstream     TEXT NOT NULL,
+    issuer       TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    email        TEXT,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    UNIQUE (upstream, issuer, subject)
+);
+CREATE INDEX identities_by_user ON identities (user_id);
+
+-- A sign-in sent to an upstream and not yet back: only the SHA-256 of its `state` is kept (the
+-- PKCE verifier and nonce are derived from the state under a server key, so nothing here can
+-- finish the sign-in). Taken by one conditional delete when the callback comes.
+CREATE TABLE upstream_states (
+    state_hash      BLOB PRIMARY KEY,
+    upstream        TEXT NOT NULL,
+    next            TEXT NOT NULL,
+    -- Set when a signed-in browser links a new identity to its account.
+    link_session_id TEXT,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL
+);
+
+-- The first factor of a login waiting for its second: `pwd`, or the upstream's id.
+ALTER TABLE mfa_tokens ADD COLUMN first_factor TEXT NOT NULL DEFAULT 'pwd';
