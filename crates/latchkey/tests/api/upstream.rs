@@ -484,3 +484,51 @@ async fn github_signs_in_by_its_numeric_id_with_the_primary_verified_address() {
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("GitHub refused"));
 }
+
+// --- with the rest of the server ------------------------------------------------------------
+
+#[tokio::test]
+async fn an_upstream_sign_in_approves_a_device_grant_and_signs_in_to_an_app() {
+    let Some(corp) = Corp::start().await else { return };
+    let issuer = corp.issuer.clone();
+    let t = spawn_with(move |s| {
+        s.upstreams = vec![corp_settings("corp", &issuer, true)];
+        s.device.interval_secs = 1;
+    })
+    .await;
+    corp.register(CLIENT, &t.url("/login/upstream/corp/callback")).await;
+
+    // A TV's code, opened in a browser that is not signed in: /login, "Sign in with Corp" with
+    // the page to come back to, the upstream, and back to the code.
+    let d = t.device_authorization().await;
+    let code = s(&d, "user_code");
+    let r = t.http.get(t.url(&format!("/device?user_code={code}"))).send().await.unwrap();
+    let login = location(&r);
+    let page = t.http.get(t.url(&login)).send().await.unwrap().text().await.unwrap();
+    let button = page.split("class=\"button upstream\" href=\"").nth(1).expect("the Corp button").split('"').next().unwrap();
+    let button = button.replace("&amp;", "&").replace("&#x2f;", "/").replace("&#x3d;", "=").replace("&#x3f;", "?");
+    let callback = corp_callback_url(&t.http, &t.base, &button, "carol").await;
+    let r = t.http.get(callback).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), format!("/device?user_code={code}"), "back to the code");
+    let (token, _) = csrf(&t.http, &t.url(&location(&r))).await;
+    let confirm = t.post_form("/device", &[("user_code", &code), ("csrf", &token)]).await;
+    assert_eq!(confirm.status(), 200);
+    let done =
+        t.post_form("/device/decision", &[("user_code", &code), ("csrf", &token), ("decision", "approve"), ("device_name", "TV")]).await;
+    assert_eq!(done.status(), 200);
+    t.clock.advance(2);
+    assert_eq!(t.poll(&s(&d, "device_code")).await.status(), 200, "the TV gets its tokens");
+
+    // The same browser signs in to an app; its id_token says how the person signed in.
+    crate::apps::add_app(&t, "notes", false, latchkey::keys::SigningAlg::EdDSA).await;
+    let q = crate::apps::authorize(&t, &crate::apps::authorize_url(&t, "notes", &[])).await;
+    let r = crate::apps::exchange(&t, "notes", None, &q["code"], Some(crate::apps::VERIFIER)).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let payload = s(&body, "id_token").split('.').nth(1).unwrap().to_owned();
+    let claims: Value =
+        serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap()).unwrap();
+    assert_eq!(claims["amr"], json!(["corp"]), "{claims}");
+    assert_eq!(claims["email"], "carol@example.com");
+}
