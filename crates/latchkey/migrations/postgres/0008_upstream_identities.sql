@@ -17,11 +17,14 @@ CREATE TABLE identities (
 );
 CREATE INDEX identities_by_user ON identities (user_id);
 
--- A sign-in sent to an upstream and not yet back: only the SHA-256 of its `state` is kept (the
--- PKCE verifier and nonce are derived from the state under a server key, so nothing here can
--- finish the sign-in). Taken by one conditional delete when the callback comes.
+-- A sign-in sent to an upstream and not yet back, found by the SHA-256 of its `state` (which
+-- travels in URLs) and bound to the browser by the SHA-256 of a second secret that only the
+-- browser's cookie holds; the PKCE verifier and nonce are derived from that secret under a
+-- server key, so neither a leaked callback URL nor this table can finish the sign-in. Taken by
+-- one conditional delete when any callback presents the state.
 CREATE TABLE upstream_states (
     state_hash      BYTEA PRIMARY KEY,
+    browser_hash    BYTEA NOT NULL,
     upstream        TEXT NOT NULL,
     next            TEXT NOT NULL,
     -- Set when a signed-in browser links a new identity to its account.

@@ -180,7 +180,7 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
         events.into_iter().map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() }).collect();
     let email = user.email.unwrap_or_else(|| "an account without e-mail".into());
     let page = (jar, AccountPage { csrf, email, devices, apps, identities, linkable, events }).into_response();
-    Ok(allow_upstream_targets(page, &s).await)
+    Ok(allow_upstream_targets(page, &s))
 }
 
 async fn revoke_device(

@@ -42,29 +42,31 @@ pub struct StartQuery {
         (status = 502, description = "the upstream cannot be reached")))]
 pub async fn start(
     State(s): State<AppState>,
+    meta: ClientMeta,
     jar: CookieJar,
     PagePath(id): PagePath<String>,
     PageQuery(q): PageQuery<StartQuery>,
 ) -> Result<Response, PageError> {
     let next = safe_next(q.next.as_deref());
-    let started = upstream_login::start(&s.app, &id, &next, None).await?;
+    let started = upstream_login::start(&s.app, &id, &next, None, &meta).await?;
     Ok(away(jar, &s, started))
 }
 
 fn away(jar: CookieJar, s: &AppState, started: upstream_login::Started) -> Response {
     let secure = s.app.secure_cookies;
-    let jar = jar.add(cookie(cookie_names(secure).upstream, started.state, secure, STATE_TTL_SECS));
+    let jar = jar.add(cookie(cookie_names(secure).upstream, started.browser_secret, secure, STATE_TTL_SECS));
     (jar, Redirect::to(&started.location)).into_response()
 }
 
 async fn start_link(
     State(s): State<AppState>,
+    meta: ClientMeta,
     jar: CookieJar,
     WebUser(caller): WebUser,
     PagePath(id): PagePath<String>,
     CsrfForm(_): CsrfForm<Empty>,
 ) -> Result<Response, PageError> {
-    let started = upstream_login::start(&s.app, &id, "/account", Some(&caller)).await?;
+    let started = upstream_login::start(&s.app, &id, "/account", Some(&caller), &meta).await?;
     Ok(away(jar, &s, started))
 }
 
@@ -94,11 +96,11 @@ pub async fn callback(
     PageQuery(q): PageQuery<CallbackQuery>,
 ) -> Result<Response, PageError> {
     let names = cookie_names(s.app.secure_cookies);
-    let state_cookie = jar.get(names.upstream).map(|c| c.value().to_owned());
+    let secret_cookie = jar.get(names.upstream).map(|c| c.value().to_owned());
     let trust = jar.get(names.trust).map(|c| c.value().to_owned());
-    let browser = Browser { state_cookie: state_cookie.as_deref(), caller: caller.as_ref(), device_trust_token: trust.as_deref() };
+    let browser = Browser { secret_cookie: secret_cookie.as_deref(), caller: caller.as_ref(), device_trust_token: trust.as_deref() };
     let finished = upstream_login::callback(&s.app, &id, &q, browser, &meta).await;
-    // The state is spent either way.
+    // The sign-in is spent either way (the store took its state).
     let jar = forget(jar, names.upstream);
     Ok(match finished? {
         Finished::SignIn { outcome, next } => web_signed_in(jar, &s, outcome, &next),
@@ -150,6 +152,8 @@ async fn confirm(
     let jar = forget(jar, cookie_names(s.app.secure_cookies).link);
     if approve {
         upstream_login::confirm_link(&s.app, &caller, &p, &meta).await?;
+    } else {
+        upstream_login::decline_link(&s.app, &caller, &p, &meta).await?;
     }
     Ok((jar, Redirect::to("/account")).into_response())
 }

@@ -33,7 +33,7 @@ pub struct CookieNames {
     pub trust: &'static str,
     /// The secret of this browser's QR login.
     pub qr: &'static str,
-    /// The `state` of this browser's sign-in at an upstream provider.
+    /// The secret binding this browser's sign-in at an upstream provider to it.
     pub upstream: &'static str,
     /// An upstream identity waiting for its account to be proved (sealed).
     pub link: &'static str,
@@ -75,7 +75,8 @@ pub fn cookie(name: &'static str, value: String, secure: bool, max_age_secs: i64
 
 /// Removes a cookie set by [`cookie`] (the path must match for the browser to drop it).
 pub fn forget(jar: CookieJar, name: &'static str) -> CookieJar {
-    jar.remove(Cookie::build(name).path("/"))
+    // A `__Host-` cookie is only replaced (here: removed) by one that is Secure too.
+    jar.remove(Cookie::build(name).path("/").secure(name.starts_with("__Host-")))
 }
 
 /// This browser is signed in: the session cookie for as long as the session lives, and the
@@ -273,10 +274,10 @@ pub fn safe_next(next: Option<&str>) -> String {
 
 /// Lets this page's forms redirect on to every configured upstream's authorization endpoint
 /// (the account page's "Link …" buttons).
-pub async fn allow_upstream_targets(resp: Response, s: &AppState) -> Response {
+pub fn allow_upstream_targets(resp: Response, s: &AppState) -> Response {
     let mut origins = Vec::new();
     for u in s.app.upstreams.all() {
-        if let Some(o) = u.form_origin().await
+        if let Some(o) = u.form_origin()
             && !origins.contains(&o)
         {
             origins.push(o);

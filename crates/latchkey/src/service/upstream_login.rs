@@ -4,9 +4,12 @@
 //! `domain::linking` decides what the identity may do to accounts, and `auth::complete_sign_in`
 //! applies the second factor, the remembered device, the device record and the audit trail.
 //!
-//! The `state` sent upstream is random, kept only as its SHA-256, bound to this browser (a
-//! cookie holds it) and taken once by a conditional delete. The PKCE verifier and the nonce are
-//! HMACs of the state under a server key: nothing stored can finish a sign-in.
+//! The `state` sent upstream is random, kept only as its SHA-256 and taken once by a conditional
+//! delete, by whichever callback presents it first. It travels in URLs, so it is not what binds
+//! the sign-in to the browser: a second random secret does, held only in this browser's cookie
+//! (its SHA-256 in the row), and the PKCE verifier and the nonce are HMACs of that secret under a
+//! server key. A leaked callback URL (history, a proxy's log) finishes nothing, and nothing
+//! stored can either.
 
 use super::audit::{Audit, AuditKind};
 use super::auth::{self, LoginOutcome, SignInContext, Verified};
@@ -33,23 +36,37 @@ fn upstream<'a>(app: &'a App, id: &str) -> AppResult<&'a Arc<Upstream>> {
     app.upstreams.get(id).ok_or(AppError::NotFound)
 }
 
-fn derived(app: &App, state: &str) -> (String, String) {
-    let verifier = secret::b64url(&secret::hmac(&app.code_key, &[b"upstream_pkce", state.as_bytes()]));
-    let nonce = secret::b64url(&secret::hmac(&app.code_key, &[b"upstream_nonce", state.as_bytes()]));
+/// The PKCE verifier and the nonce of a sign-in, from its browser secret.
+fn derived(app: &App, browser_secret: &str) -> (String, String) {
+    let verifier = secret::b64url(&secret::hmac(&app.code_key, &[b"upstream_pkce", browser_secret.as_bytes()]));
+    let nonce = secret::b64url(&secret::hmac(&app.code_key, &[b"upstream_nonce", browser_secret.as_bytes()]));
     (verifier, nonce)
 }
 
-/// Where to send the browser, and the state to keep in its cookie.
+/// Where to send the browser, and the secret to keep in its cookie.
 pub struct Started {
     pub location: String,
-    pub state: String,
+    pub browser_secret: String,
 }
 
-/// Begins a sign-in (`link` None) or, for a signed-in browser, the linking of a new identity.
-pub async fn start(app: &App, id: &str, next: &str, link: Option<&Caller>) -> AppResult<Started> {
+/// Begins a sign-in (`link` None) or, for a signed-in browser, the linking of a new identity:
+/// a new way into the account, so it needs a recent sign-in, as changing second factors does.
+pub async fn start(app: &App, id: &str, next: &str, link: Option<&Caller>, meta: &ClientMeta) -> AppResult<Started> {
     let up = upstream(app, id)?;
+    if let Some(caller) = link
+        && app.now() - caller.auth_time > app.settings.mfa.recent_auth_secs as i64
+    {
+        return Err(AppError::Forbidden(format!(
+            "Sign in again first: linking another way to sign in needs a sign-in less than {} minutes old",
+            app.settings.mfa.recent_auth_secs / 60
+        )));
+    }
+    // Each start writes a row: as many per IP as password logins may try.
+    let per_minute = app.settings.limits.login_per_ip_per_minute;
+    super::limits::check(app, &format!("upstream:ip:{}", meta.ip), per_minute, 60, meta).await?;
     let state = secret::new_token("");
-    let (verifier, nonce) = derived(app, &state);
+    let browser_secret = secret::new_token("");
+    let (verifier, nonce) = derived(app, &browser_secret);
     let now = app.now();
     let redirect_uri = callback_uri(app, id);
     let begin = Begin { redirect_uri: &redirect_uri, state: &state, nonce: &nonce, code_challenge: &pkce::challenge_of(&verifier) };
@@ -57,6 +74,7 @@ pub async fn start(app: &App, id: &str, next: &str, link: Option<&Caller>) -> Ap
     app.store
         .create_upstream_state(&UpstreamStateRow {
             state_hash: secret::token_hash(&state),
+            browser_hash: secret::token_hash(&browser_secret),
             upstream: id.to_owned(),
             next: next.to_owned(),
             link_session_id: link.map(|c| c.session_id.clone()),
@@ -64,7 +82,7 @@ pub async fn start(app: &App, id: &str, next: &str, link: Option<&Caller>) -> Ap
             expires_at: now + STATE_TTL_SECS,
         })
         .await?;
-    Ok(Started { location, state })
+    Ok(Started { location, browser_secret })
 }
 
 fn upstream_error(up: &Upstream, e: UpstreamError) -> AppError {
@@ -87,9 +105,9 @@ pub struct CallbackQuery {
     pub error_description: Option<String>,
 }
 
-/// The browser coming back: its state cookie, its session if any, its "remember this device".
+/// The browser coming back: its sign-in secret cookie, its session if any, its "remember this device".
 pub struct Browser<'a> {
-    pub state_cookie: Option<&'a str>,
+    pub secret_cookie: Option<&'a str>,
     pub caller: Option<&'a Caller>,
     pub device_trust_token: Option<&'a str>,
 }
@@ -113,16 +131,18 @@ pub async fn callback(app: &App, id: &str, q: &CallbackQuery, b: Browser<'_>, me
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| refused("This answer has no state. Start again from the sign-in page"))?;
-    // The state came back to the browser that started the sign-in, or it is someone else's.
-    if !b.state_cookie.is_some_and(|c| secret::ct_eq(c.as_bytes(), state.as_bytes())) {
-        audit_failed(app, id, "state_mismatch", meta).await?;
-        return Err(refused("This sign-in was not started in this browser, or has expired. Start again from the sign-in page"));
-    }
     let now = app.now();
+    // Taken by the first callback that presents it, whoever that is: a state is never tried twice.
     let Some(row) = app.store.take_upstream_state(&secret::token_hash(state), now).await? else {
         audit_failed(app, id, "state_unknown", meta).await?;
         return Err(refused("This sign-in has expired or was finished already. Start again from the sign-in page"));
     };
+    // The answer came back to the browser that started the sign-in, or it is someone else's.
+    let browser_secret = b.secret_cookie.unwrap_or("");
+    if !secret::ct_eq(&secret::token_hash(browser_secret), &row.browser_hash) {
+        audit_failed(app, id, "browser_mismatch", meta).await?;
+        return Err(refused("This sign-in was not started in this browser. Start again from the sign-in page"));
+    }
     // Each provider has its own callback: an answer of one delivered to another's is refused.
     if row.upstream != id {
         audit_failed(app, id, "wrong_callback", meta).await?;
@@ -137,8 +157,11 @@ pub async fn callback(app: &App, id: &str, q: &CallbackQuery, b: Browser<'_>, me
         };
         return Err(AppError::Forbidden(format!("{name} did not sign you in: {why}")));
     }
-    let code = q.code.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| refused("This answer has no code"))?;
-    let (verifier, nonce) = derived(app, state);
+    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+        audit_failed(app, id, "no_code", meta).await?;
+        return Err(refused("This answer has no code"));
+    };
+    let (verifier, nonce) = derived(app, browser_secret);
     let redirect_uri = callback_uri(app, id);
     let finish = Finish { code, iss: q.iss.as_deref(), redirect_uri: &redirect_uri, code_verifier: &verifier, nonce: &nonce, now };
     let identity = match up.finish(&finish).await {
@@ -153,9 +176,12 @@ pub async fn callback(app: &App, id: &str, q: &CallbackQuery, b: Browser<'_>, me
     let linked = app.store.identity(id, &identity.issuer, &identity.subject).await?;
 
     if let Some(session_id) = &row.link_session_id {
-        let caller = b.caller.filter(|c| &c.session_id == session_id).ok_or_else(|| {
-            AppError::Forbidden("This link was started by another sign-in. Sign in and start it again from your account page".into())
-        })?;
+        let Some(caller) = b.caller.filter(|c| &c.session_id == session_id) else {
+            audit_failed(app, id, "link_of_another_session", meta).await?;
+            return Err(AppError::Forbidden(
+                "This link was started by another sign-in. Sign in and start it again from your account page".into(),
+            ));
+        };
         link(app, up, caller, linked.as_ref(), &identity.issuer, &identity.subject, email.as_deref(), meta).await?;
         return Ok(Finished::Linked);
     }
@@ -223,7 +249,7 @@ pub async fn callback(app: &App, id: &str, q: &CallbackQuery, b: Browser<'_>, me
                 Refusal::UnverifiedEmailOfAnAccount => (
                     "unverified_email",
                     format!(
-                        "{name} has not verified the address {}, and an account here has it. Nothing was linked and you are not signed in",
+                        "{name} has not verified the address {}, so it cannot be used here. Verify it at {name}, or sign in another way. Nothing was linked and you are not signed in",
                         email.as_deref().unwrap_or("")
                     ),
                 ),
@@ -282,6 +308,12 @@ async fn link(
     match linked {
         Some(l) if l.user_id == caller.user_id => return Ok(()),
         Some(_) => {
+            Audit::new(AuditKind::UpstreamLoginRefused)
+                .user(&caller.user_id)
+                .meta(meta)
+                .detail(serde_json::json!({ "upstream": up.id(), "reason": "linked_to_another_account" }))
+                .record(app)
+                .await?;
             return Err(AppError::Conflict(format!("This {} sign-in is linked to another account already", up.display_name())));
         }
         None => {}
@@ -349,6 +381,16 @@ impl PendingLink {
     pub fn display_name<'a>(&self, app: &'a App) -> &'a str {
         app.upstreams.get(&self.upstream).map_or("an upstream provider", |u| u.display_name())
     }
+}
+
+/// The person declined to link a pending identity.
+pub async fn decline_link(app: &App, caller: &Caller, p: &PendingLink, meta: &ClientMeta) -> AppResult<()> {
+    Audit::new(AuditKind::UpstreamLoginRefused)
+        .user(&caller.user_id)
+        .meta(meta)
+        .detail(serde_json::json!({ "upstream": p.upstream, "reason": "link_declined" }))
+        .record(app)
+        .await
 }
 
 /// Links a pending identity to the signed-in account that just proved itself.

@@ -249,6 +249,8 @@ pub struct IdentityRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UpstreamStateRow {
     pub state_hash: Vec<u8>,
+    /// SHA-256 of the secret in the browser's cookie.
+    pub browser_hash: Vec<u8>,
     pub upstream: String,
     pub next: String,
     pub link_session_id: Option<String>,

@@ -2,12 +2,25 @@
 //! the numeric user id from `GET /user` (the login name can be changed and reused by someone
 //! else), and the e-mail is the primary address only if `GET /user/emails` says it is verified.
 
-use super::{Begin, Finish, Identity, Upstream, UpstreamError, UpstreamResult, json};
+use super::{Begin, Finish, Identity, Provider, Upstream, UpstreamError, UpstreamResult, json};
 use serde::Deserialize;
 
-/// GitHub has no nonce (there is no id_token to carry it back).
-pub fn authorization_url(up: &Upstream, b: &Begin<'_>) -> UpstreamResult<String> {
-    super::authorization_request(up, &up.settings.authorization_endpoint, b, &[])
+pub struct GitHub;
+
+#[async_trait::async_trait]
+impl Provider for GitHub {
+    /// GitHub has no nonce (there is no id_token to carry it back).
+    async fn authorization_url(&self, up: &Upstream, b: &Begin<'_>, _now: i64) -> UpstreamResult<String> {
+        super::authorization_request(up, &up.settings.authorization_endpoint, b, &[])
+    }
+
+    async fn finish(&self, up: &Upstream, f: &Finish<'_>) -> UpstreamResult<Identity> {
+        finish(up, f).await
+    }
+
+    fn authorization_endpoint(&self, up: &Upstream) -> Option<String> {
+        Some(up.settings.authorization_endpoint.clone())
+    }
 }
 
 #[derive(Deserialize)]
@@ -30,7 +43,7 @@ struct Email {
     verified: bool,
 }
 
-pub async fn finish(up: &Upstream, f: &Finish<'_>) -> UpstreamResult<Identity> {
+async fn finish(up: &Upstream, f: &Finish<'_>) -> UpstreamResult<Identity> {
     let s = &up.settings;
     let form = [
         ("client_id", s.client_id.as_str()),

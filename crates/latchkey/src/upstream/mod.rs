@@ -1,7 +1,8 @@
 //! Upstream identity providers: the client side of "Sign in with …". Each kind only turns an
 //! authorization response into a verified [`Identity`]; what is done with it (linking, the
 //! second factor, the session, the audit trail) is `service::upstream_login`'s, the same for all.
-//! A new kind (SAML, LDAP) is one module here and one `kind` in `[[upstream]]`.
+//! Each kind is a [`Provider`]; a new one (SAML's redirect binding, an OAuth 2.0 site) is one
+//! module implementing it, one `kind` in `[[upstream]]` and one line in [`provider_for`].
 
 pub mod github;
 pub mod oidc;
@@ -49,11 +50,34 @@ pub struct Finish<'a> {
     pub now: i64,
 }
 
+/// What one kind of upstream does: send the browser there, and turn its answer into a verified
+/// [`Identity`]. Nothing else: linking, second factors and sessions are the service's, for all.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    async fn authorization_url(&self, up: &Upstream, b: &Begin<'_>, now: i64) -> UpstreamResult<String>;
+    /// The callback's code exchanged and everything the upstream says verified (`iss` is
+    /// checked before, for every kind).
+    async fn finish(&self, up: &Upstream, f: &Finish<'_>) -> UpstreamResult<Identity>;
+    /// The authorization endpoint, if known without asking the network.
+    fn authorization_endpoint(&self, up: &Upstream) -> Option<String>;
+    /// Fetches ahead what the first sign-in would need (an issuer's discovery document).
+    async fn warm_up(&self, _up: &Upstream, _now: i64) -> UpstreamResult<()> {
+        Ok(())
+    }
+}
+
+/// The one place a kind of upstream is chosen.
+fn provider_for(kind: UpstreamKind) -> Box<dyn Provider> {
+    match kind {
+        UpstreamKind::Oidc => Box::new(oidc::Oidc::default()),
+        UpstreamKind::Github => Box::new(github::GitHub),
+    }
+}
+
 pub struct Upstream {
     pub settings: UpstreamSettings,
     http: reqwest::Client,
-    /// The discovery document and keys of an OpenID Connect issuer (unused for GitHub).
-    discovered: oidc::Cache,
+    provider: Box<dyn Provider>,
 }
 
 impl Upstream {
@@ -67,10 +91,7 @@ impl Upstream {
 
     /// Where to send the browser.
     pub async fn authorization_url(&self, b: &Begin<'_>, now: i64) -> UpstreamResult<String> {
-        match self.settings.kind {
-            UpstreamKind::Oidc => oidc::authorization_url(self, b, now).await,
-            UpstreamKind::Github => github::authorization_url(self, b),
-        }
+        self.provider.authorization_url(self, b, now).await
     }
 
     /// The callback's code exchanged and everything the upstream says verified.
@@ -81,19 +102,13 @@ impl Upstream {
         {
             return Err(UpstreamError::Rejected("the answer names another issuer (iss) than the provider it came back to".into()));
         }
-        match self.settings.kind {
-            UpstreamKind::Oidc => oidc::finish(self, f).await,
-            UpstreamKind::Github => github::finish(self, f).await,
-        }
+        self.provider.finish(self, f).await
     }
 
     /// The origin the authorization endpoint is on, if known without asking the network: a
     /// form that redirects there must name it in the page's CSP `form-action`.
-    pub async fn form_origin(&self) -> Option<String> {
-        let endpoint = match self.settings.kind {
-            UpstreamKind::Github => self.settings.authorization_endpoint.clone(),
-            UpstreamKind::Oidc => self.discovered.authorization_endpoint().await.unwrap_or_else(|| self.settings.issuer.clone()),
-        };
+    pub fn form_origin(&self) -> Option<String> {
+        let endpoint = self.provider.authorization_endpoint(self).unwrap_or_else(|| self.settings.issuer.clone());
         let u = url::Url::parse(&endpoint).ok()?;
         Some(u.origin().ascii_serialization())
     }
@@ -123,11 +138,19 @@ fn authorization_request(up: &Upstream, endpoint: &str, b: &Begin<'_>, extra: &[
 }
 
 /// A JSON answer of at most 1 MiB, or `Unavailable`.
-async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response, what: &str) -> UpstreamResult<T> {
+async fn json<T: serde::de::DeserializeOwned>(mut resp: reqwest::Response, what: &str) -> UpstreamResult<T> {
     const MAX: usize = 1 << 20;
-    let bytes = resp.bytes().await.map_err(|e| UpstreamError::Unavailable(format!("{what}: the answer broke off ({e})")))?;
-    if bytes.len() > MAX {
-        return Err(UpstreamError::Unavailable(format!("{what}: the answer is too large")));
+    let too_large = || UpstreamError::Unavailable(format!("{what}: the answer is too large"));
+    if resp.content_length().is_some_and(|n| n > MAX as u64) {
+        return Err(too_large());
+    }
+    // Read chunk by chunk, so an endless answer is cut off at the limit, not buffered.
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unavailable(format!("{what}: the answer broke off ({e})")))? {
+        if bytes.len() + chunk.len() > MAX {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| UpstreamError::Unavailable(format!("{what}: the answer is not what the protocol says ({e})")))
@@ -149,7 +172,7 @@ impl Upstreams {
         Ok(Self(
             settings
                 .iter()
-                .map(|s| Arc::new(Upstream { settings: s.clone(), http: http.clone(), discovered: oidc::Cache::default() }))
+                .map(|s| Arc::new(Upstream { settings: s.clone(), http: http.clone(), provider: provider_for(s.kind) }))
                 .collect(),
         ))
     }
@@ -167,9 +190,7 @@ impl Upstreams {
     /// tried again on first use.
     pub async fn warm_up(&self, now: i64) {
         for u in &self.0 {
-            if u.settings.kind == UpstreamKind::Oidc
-                && let Err(e) = u.discovered.metadata(u, now).await
-            {
+            if let Err(e) = u.provider.warm_up(u, now).await {
                 tracing::warn!(upstream = %u.settings.id, error = %e, "upstream discovery failed; will retry on first sign-in");
             }
         }

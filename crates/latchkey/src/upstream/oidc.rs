@@ -2,7 +2,7 @@
 //! `nonce`, the id_token's signature against the issuer's published keys and its claims
 //! (`domain::id_token`), and userinfo for the e-mail when the id_token does not carry it.
 
-use super::{Begin, Finish, Identity, Upstream, UpstreamError, UpstreamResult, json};
+use super::{Begin, Finish, Identity, Provider, Upstream, UpstreamError, UpstreamResult, json};
 use crate::domain::id_token::{self, Claims, lenient_bool};
 use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
@@ -11,6 +11,10 @@ use tokio::sync::Mutex;
 
 /// How long a discovery document is used before it is fetched again.
 const METADATA_TTL_SECS: i64 = 3600;
+/// After a failed fetch, sign-ins are answered "unavailable" (or served the last document, if
+/// there is one) for this long before the issuer is asked again: an issuer that is down costs
+/// one timeout per 30 s, not one per request.
+const RETRY_AFTER_FAILURE_SECS: i64 = 30;
 /// An id_token signed with a key we do not know makes us fetch the keys again (the issuer
 /// rotated), but not more often than this: unknown `kid`s cannot make us hammer the issuer.
 const JWKS_REFETCH_SECS: i64 = 10;
@@ -36,33 +40,66 @@ struct Discovered {
     jwks_at: i64,
 }
 
+#[derive(Default)]
+struct Known {
+    discovered: Option<Discovered>,
+    failed_at: Option<i64>,
+}
+
 /// One issuer's discovery document and keys. A tokio mutex: one fetch at a time per issuer.
 #[derive(Default)]
-pub struct Cache(Mutex<Option<Discovered>>);
+pub struct Cache(Mutex<Known>);
 
 impl Cache {
-    pub async fn authorization_endpoint(&self) -> Option<String> {
-        self.0.lock().await.as_ref().map(|d| d.meta.authorization_endpoint.clone())
+    /// Without waiting: a page rendering its CSP does not queue behind a fetch.
+    pub fn authorization_endpoint(&self) -> Option<String> {
+        self.0.try_lock().ok()?.discovered.as_ref().map(|d| d.meta.authorization_endpoint.clone())
     }
 
     pub async fn metadata(&self, up: &Upstream, now: i64) -> UpstreamResult<Metadata> {
-        let mut guard = self.0.lock().await;
-        if let Some(d) = guard.as_ref()
-            && now - d.fetched_at < METADATA_TTL_SECS
-        {
-            return Ok(d.meta.clone());
+        let mut known = self.0.lock().await;
+        let fresh = known.discovered.as_ref().is_some_and(|d| now - d.fetched_at < METADATA_TTL_SECS);
+        let resting = known.failed_at.is_some_and(|t| now - t < RETRY_AFTER_FAILURE_SECS);
+        if fresh || resting {
+            return match &known.discovered {
+                Some(d) => Ok(d.meta.clone()),
+                None => Err(UpstreamError::Unavailable(format!("{} could not be reached a moment ago", up.settings.display_name))),
+            };
         }
-        let meta = discover(up).await?;
-        let jwks = fetch_jwks(up, &meta.jwks_uri).await?;
-        *guard = Some(Discovered { meta: meta.clone(), fetched_at: now, jwks, jwks_at: now });
-        Ok(meta)
+        let fetched = async {
+            let meta = discover(up).await?;
+            let jwks = fetch_jwks(up, &meta.jwks_uri).await?;
+            Ok::<_, UpstreamError>((meta, jwks))
+        }
+        .await;
+        match fetched {
+            Ok((meta, jwks)) => {
+                known.discovered = Some(Discovered { meta: meta.clone(), fetched_at: now, jwks, jwks_at: now });
+                known.failed_at = None;
+                Ok(meta)
+            }
+            // A document that stopped verifying is not served stale; an issuer that is only
+            // unreachable for a while is (its keys still verify its tokens).
+            Err(UpstreamError::Unavailable(why)) if known.discovered.is_some() => {
+                tracing::warn!(upstream = %up.settings.id, why, "discovery failed; using the last document");
+                known.failed_at = Some(now);
+                Ok(known.discovered.as_ref().map(|d| d.meta.clone()).unwrap_or_else(|| unreachable!()))
+            }
+            Err(e) => {
+                known.failed_at = Some(now);
+                if matches!(e, UpstreamError::Rejected(_)) {
+                    known.discovered = None;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The keys, fetched again first when `kid` is not among them (and not fetched lately).
     async fn keys(&self, up: &Upstream, kid: Option<&str>, now: i64) -> UpstreamResult<JwkSet> {
         self.metadata(up, now).await?;
-        let mut guard = self.0.lock().await;
-        let Some(d) = guard.as_mut() else {
+        let mut known = self.0.lock().await;
+        let Some(d) = known.discovered.as_mut() else {
             return Err(UpstreamError::Unavailable("the provider's keys are not known".into()));
         };
         let known = kid.is_none_or(|k| d.jwks.find(k).is_some());
@@ -87,12 +124,15 @@ async fn discover(up: &Upstream) -> UpstreamResult<Metadata> {
     if meta.issuer != *issuer {
         return Err(UpstreamError::Rejected(format!("the discovery document names the issuer `{}`, not `{issuer}`", meta.issuer)));
     }
+    // Plain http to this machine only for an issuer on this machine: a remote issuer's document
+    // must not send our client secret to a port of ours.
+    let local_issuer = !issuer.starts_with("https://");
     for (name, u) in
         [("authorization_endpoint", &meta.authorization_endpoint), ("token_endpoint", &meta.token_endpoint), ("jwks_uri", &meta.jwks_uri)]
             .into_iter()
             .chain(meta.userinfo_endpoint.as_ref().map(|u| ("userinfo_endpoint", u)))
     {
-        if !crate::config::is_safe_url(u) {
+        if !crate::config::is_safe_url(u) || !(local_issuer || u.starts_with("https://")) {
             return Err(UpstreamError::Rejected(format!("the discovery document's {name} is not an https URL")));
         }
     }
@@ -107,8 +147,33 @@ async fn fetch_jwks(up: &Upstream, uri: &str) -> UpstreamResult<JwkSet> {
     json(resp, "keys").await
 }
 
-pub async fn authorization_url(up: &Upstream, b: &Begin<'_>, now: i64) -> UpstreamResult<String> {
-    let meta = up.discovered.metadata(up, now).await?;
+/// An OpenID Connect issuer, with what it published.
+#[derive(Default)]
+pub struct Oidc {
+    cache: Cache,
+}
+
+#[async_trait::async_trait]
+impl Provider for Oidc {
+    async fn authorization_url(&self, up: &Upstream, b: &Begin<'_>, now: i64) -> UpstreamResult<String> {
+        authorization_url(&self.cache, up, b, now).await
+    }
+
+    async fn finish(&self, up: &Upstream, f: &Finish<'_>) -> UpstreamResult<Identity> {
+        finish(&self.cache, up, f).await
+    }
+
+    fn authorization_endpoint(&self, _up: &Upstream) -> Option<String> {
+        self.cache.authorization_endpoint()
+    }
+
+    async fn warm_up(&self, up: &Upstream, now: i64) -> UpstreamResult<()> {
+        self.cache.metadata(up, now).await.map(|_| ())
+    }
+}
+
+async fn authorization_url(cache: &Cache, up: &Upstream, b: &Begin<'_>, now: i64) -> UpstreamResult<String> {
+    let meta = cache.metadata(up, now).await?;
     super::authorization_request(up, &meta.authorization_endpoint, b, &[("response_type", "code"), ("nonce", b.nonce)])
 }
 
@@ -129,14 +194,14 @@ struct UserInfo {
     email_verified: Option<bool>,
 }
 
-pub async fn finish(up: &Upstream, f: &Finish<'_>) -> UpstreamResult<Identity> {
-    let meta = up.discovered.metadata(up, f.now).await?;
+async fn finish(cache: &Cache, up: &Upstream, f: &Finish<'_>) -> UpstreamResult<Identity> {
+    let meta = cache.metadata(up, f.now).await?;
     if meta.authorization_response_iss_parameter_supported && f.iss.is_none() {
         return Err(UpstreamError::Rejected("the answer carries no issuer (iss), which this provider always sends".into()));
     }
     let tokens = exchange(up, &meta, f).await?;
     let id_token = tokens.id_token.ok_or_else(|| UpstreamError::Rejected("the provider sent no id_token".into()))?;
-    let claims = verify_id_token(up, &meta, &id_token, f.nonce, f.now).await?;
+    let claims = verify_id_token(cache, up, &meta, &id_token, f.nonce, f.now).await?;
     let (mut email, mut verified) = (claims.email.clone(), claims.email_verified);
     // Many issuers put the e-mail only in userinfo (Core §5.4); it must be about the same subject.
     if email.is_none()
@@ -187,7 +252,7 @@ async fn exchange(up: &Upstream, meta: &Metadata, f: &Finish<'_>) -> UpstreamRes
     Ok(body)
 }
 
-async fn verify_id_token(up: &Upstream, meta: &Metadata, token: &str, nonce: &str, now: i64) -> UpstreamResult<Claims> {
+async fn verify_id_token(cache: &Cache, up: &Upstream, meta: &Metadata, token: &str, nonce: &str, now: i64) -> UpstreamResult<Claims> {
     let rejected = |why: String| UpstreamError::Rejected(why);
     // `alg: none` has no `Algorithm`, so the header does not even parse.
     let header = decode_header(token).map_err(|e| rejected(format!("the id_token cannot be read ({e})")))?;
@@ -201,7 +266,7 @@ async fn verify_id_token(up: &Upstream, meta: &Metadata, token: &str, nonce: &st
     if !advertised.is_empty() && !advertised.contains(&alg_name) {
         return Err(rejected(format!("the id_token is signed with {alg_name}, which the provider does not advertise")));
     }
-    let jwks = up.discovered.keys(up, header.kid.as_deref(), now).await?;
+    let jwks = cache.keys(up, header.kid.as_deref(), now).await?;
     let candidates: Vec<_> = jwks
         .keys
         .iter()

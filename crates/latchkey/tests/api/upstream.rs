@@ -113,7 +113,8 @@ async fn an_unverified_address_of_an_existing_account_neither_links_nor_signs_in
     assert_eq!(r.status(), 403);
     assert!(!has_session_cookie(&r));
     let page = r.text().await.unwrap();
-    assert!(page.contains("has not verified the address bob@example.com"), "{page}");
+    assert!(page.contains("has not verified the address bob@example.com, so it cannot be used here"), "{page}");
+    assert!(!page.contains("account here has"), "the page does not say an account has the address");
     assert!(t.app.store.identity("corp", &corp.issuer, "bob").await.unwrap().is_none(), "no link");
     assert_eq!(t.count_rows("identities").await, 0);
     assert_eq!(t.count_rows("sessions").await, 0);
@@ -254,7 +255,7 @@ async fn a_linked_sign_in_owes_the_second_factor_like_a_password() {
 }
 
 #[tokio::test]
-async fn the_state_must_come_back_to_the_browser_that_sent_it_and_only_once() {
+async fn the_answer_must_come_back_to_the_browser_that_started_it_and_only_once() {
     let Some((t, _corp)) = with_corp(true).await else { return };
     let b = browser();
     let callback = corp_callback_url(&b, &t.base, "/login/upstream/corp", "carol").await;
@@ -264,19 +265,25 @@ async fn the_state_must_come_back_to_the_browser_that_sent_it_and_only_once() {
     assert_eq!(r.status(), 400, "{no_state}");
     let forged = url_with(&callback, "state", "forged-forged-forged");
     assert_eq!(b.get(&forged).send().await.unwrap().status(), 400);
-    // Another browser delivering this browser's answer (login CSRF / a stolen callback URL).
-    let other = browser();
-    let r = other.get(&callback).send().await.unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("not started in this browser"));
-    // The browser's own answer works once; a replay of it does not.
+    // The browser's own answer works once; a replay of the same URL does not.
     let first = b.get(&callback).send().await.unwrap();
     assert_eq!(first.status(), 303, "{}", first.text().await.unwrap_or_default());
-    let b_again = browser();
-    let _ = b_again; // a replay needs the state cookie, which the first answer removed:
-    let replay = b.get(&callback).send().await.unwrap();
-    assert_eq!(replay.status(), 400);
-    assert_eq!(t.count_rows("users").await, 1);
+    assert_eq!(b.get(&callback).send().await.unwrap().status(), 400, "replayed");
+
+    // A leaked callback URL (history, a proxy's log) is worthless elsewhere, even to someone who
+    // copies the state into a cookie of their own: the cookie holds another secret. And the
+    // attempt spends the sign-in, so the leak cannot be tried again.
+    let b = browser();
+    let callback = corp_callback_url(&b, &t.base, "/login/upstream/corp", "alice").await;
+    let state = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+    let thief = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = thief.get(&callback).header("cookie", format!("lk_upstream={state}")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not started in this browser"));
+    assert_eq!(b.get(&callback).send().await.unwrap().status(), 400, "spent by the attempt");
+    assert_eq!(t.count_rows("users").await, 1, "only carol's account");
+    let kinds = audit_kinds(&t).await;
+    assert!(kinds.iter().any(|(k, d)| k == "upstream_login_failed" && d["reason"] == "browser_mismatch"), "{kinds:?}");
 }
 
 fn url_with(u: &str, key: &str, value: &str) -> String {
@@ -331,6 +338,29 @@ async fn an_issuer_that_is_down_gets_a_clear_page_not_a_500() {
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("Corp cannot be reached right now"));
     assert_eq!(t.http.get(t.url("/login/upstream/nosuch")).send().await.unwrap().status(), 404);
+    // Each start writes a row: one IP gets as many as it gets password logins, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(t.http.get(t.url("/login/upstream/corp")).send().await.unwrap().status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 502 || *s == 429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn linking_another_way_in_needs_a_recent_sign_in() {
+    let Some((t, _corp)) = with_corp(true).await else { return };
+    t.register("erin@example.com").await;
+    let b = browser();
+    let (token, _) = csrf(&b, &t.url("/login")).await;
+    let r = b.post(t.url("/login")).form(&[("email", "erin@example.com"), ("password", PASSWORD), ("csrf", &token)]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    t.clock.advance(t.app.settings.mfa.recent_auth_secs as i64 + 1);
+    let (token, _) = csrf(&b, &t.url("/account")).await;
+    let r = b.post(t.url("/account/identities/link/corp")).form(&[("csrf", &token)]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("Sign in again first"));
+    assert_eq!(t.count_rows("upstream_states").await, 0, "nothing sent upstream");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use latchkey::store::{IdentityRow, Unlinked, UpstreamStateRow};
 fn state(hash: &[u8], expires_at: i64) -> UpstreamStateRow {
     UpstreamStateRow {
         state_hash: hash.to_vec(),
+        browser_hash: b"browser".to_vec(),
         upstream: "corp".into(),
         next: "/account".into(),
         link_session_id: None,

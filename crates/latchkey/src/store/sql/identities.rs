@@ -9,7 +9,7 @@ macro_rules! identity_cols {
 }
 macro_rules! upstream_state_cols {
     () => {
-        "state_hash, upstream, next, link_session_id, created_at, expires_at"
+        "state_hash, browser_hash, upstream, next, link_session_id, created_at, expires_at"
     };
 }
 
@@ -19,8 +19,8 @@ pub fn identity_values(i: &IdentityRow) -> [&dyn Param; 8] {
 }
 
 /// The values of [`INSERT_UPSTREAM_STATE`].
-pub fn upstream_state_values(u: &UpstreamStateRow) -> [&dyn Param; 6] {
-    [&u.state_hash, &u.upstream, &u.next, &u.link_session_id, &u.created_at, &u.expires_at]
+pub fn upstream_state_values(u: &UpstreamStateRow) -> [&dyn Param; 7] {
+    [&u.state_hash, &u.browser_hash, &u.upstream, &u.next, &u.link_session_id, &u.created_at, &u.expires_at]
 }
 
 pub const INSERT_IDENTITY: Sql = sql!(concat!("INSERT INTO identities (", identity_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"));
@@ -30,7 +30,8 @@ pub const IDENTITIES_FOR_USER: Sql =
     sql!(concat!("SELECT ", identity_cols!(), " FROM identities WHERE user_id = $1 ORDER BY created_at, id"));
 /// A sign-in through a linked identity: when, and what e-mail the upstream says now (`$3`).
 pub const TOUCH_IDENTITY: Sql = sql!("UPDATE identities SET last_used_at = $1, email = $3 WHERE id = $2");
-/// Removes one identity of `$2` unless it is the account's last way in: no password and no
+/// Removes one identity of `$2` unless it is the account's last way in (`domain::linking::may_unlink`,
+/// passkeys to come): no password and no
 /// other identity. The caller holds the account's lock (PostgreSQL) or the one writer (SQLite),
 /// so two removals at once cannot each leave the other as the last.
 pub const UNLINK_IDENTITY: Sql = sql!(
@@ -39,7 +40,7 @@ pub const UNLINK_IDENTITY: Sql = sql!(
      OR (SELECT COUNT(*) FROM identities o WHERE o.user_id = $2) > 1)"
 );
 pub const INSERT_UPSTREAM_STATE: Sql =
-    sql!(concat!("INSERT INTO upstream_states (", upstream_state_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6)"));
+    sql!(concat!("INSERT INTO upstream_states (", upstream_state_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"));
 /// The one conditional write that takes a state: live, and gone for any second callback.
 pub const TAKE_UPSTREAM_STATE: Sql =
     sql!(concat!("DELETE FROM upstream_states WHERE state_hash = $1 AND expires_at > $2 RETURNING ", upstream_state_cols!()));

@@ -7,7 +7,7 @@ fn identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
 }
 
 fn upstream_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UpstreamStateRow> {
-    Ok(from_row!(r, UpstreamStateRow { state_hash, upstream, next, link_session_id, created_at, expires_at }))
+    Ok(from_row!(r, UpstreamStateRow { state_hash, browser_hash, upstream, next, link_session_id, created_at, expires_at }))
 }
 
 #[async_trait]
