@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/mfa/totp/confirm", post(confirm_totp))
         .route("/api/v1/mfa/email", post(enrol_email))
         .route("/api/v1/mfa/email/send", post(send_email_code))
+        .route("/api/v1/mfa/email/disable", post(disable_email))
         .route("/api/v1/mfa/verify", post(verify))
         .route("/api/v1/devices/trust", delete(forget_all_devices))
         .route("/api/v1/devices/{id}/trust", delete(forget_device))
@@ -131,6 +132,26 @@ pub async fn enrol_email(
 ) -> Result<Json<EmailEnrolled>, ApiError> {
     let enabled = enrolment::enrol_email(&s.app, &caller, req.code.as_deref(), &meta).await?;
     Ok(Json(EmailEnrolled { status: if enabled { "enabled" } else { "sent" } }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EmailDisabled {
+    /// `sent` after a request without code, `disabled` after the right code.
+    pub status: &'static str,
+}
+
+/// Turn off sign-in codes by e-mail: first `{}` mails a code, then `{code}` confirms it. Needs a
+/// recent sign-in; remembered devices are forgotten, as after any change of second factors.
+#[utoipa::path(post, path = "/api/v1/mfa/email/disable", tag = "second factors", security(("bearer" = [])), request_body = EmailEnrol,
+    responses((status = 200, body = EmailDisabled), (status = 400), (status = 403, description = "the sign-in is not recent"), (status = 429)))]
+pub async fn disable_email(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    AuthUser(caller): AuthUser,
+    ApiJson(req): ApiJson<EmailEnrol>,
+) -> Result<Json<EmailDisabled>, ApiError> {
+    let disabled = enrolment::disable_email(&s.app, &caller, req.code.as_deref(), &meta).await?;
+    Ok(Json(EmailDisabled { status: if disabled { "disabled" } else { "sent" } }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
         super::api::list_devices, super::api::revoke_device, super::api::audit,
         super::qr_api::create, super::qr_api::status, super::qr_api::scan, super::qr_api::approve, super::qr_api::deny, super::qr_api::handoff,
         super::mfa_api::verify, super::mfa_api::send_email_code, super::mfa_api::start_totp, super::mfa_api::confirm_totp, super::mfa_api::disable_totp,
-        super::mfa_api::enrol_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password, super::mfa_api::add_email,
+        super::mfa_api::enrol_email, super::mfa_api::disable_email, super::mfa_api::forget_all_devices, super::mfa_api::forget_device, super::mfa_api::change_password, super::mfa_api::add_email,
         super::device_grant_api::approve_user_code, super::device_grant_api::deny_user_code, super::pairing_api::create_pairing_code,
         super::pairing_api::redeem_pairing_code, super::pairing_api::pairing_status, super::pairing_api::approve_pairing, super::pairing_api::deny_pairing,
         super::api::list_apps, super::api::revoke_app, super::api::list_identities, super::api::unlink_identity,

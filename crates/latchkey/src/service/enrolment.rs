@@ -106,6 +106,37 @@ pub async fn enrol_email(app: &App, caller: &Caller, code: Option<&str>, meta: &
     }
 }
 
+/// `POST /api/v1/mfa/email/disable`: with no code, mails one to the account's address; with the
+/// code, turns e-mail codes off. A code, not only a recent sign-in: someone holding a stolen
+/// session must not be able to weaken the account.
+pub async fn disable_email(app: &App, caller: &Caller, code: Option<&str>, meta: &ClientMeta) -> AppResult<bool> {
+    let user = recent(app, caller).await?;
+    if !app.store.email_factor(&user.id).await? {
+        return Err(AppError::BadRequest("e-mail codes are not turned on for this account".into()));
+    }
+    match code {
+        None => {
+            let facts = DeviceFacts::from_input(None, &meta.user_agent)?;
+            second_factor::send_code(app, &user, "disable", &format!("{} on {}", facts.browser, facts.os), &meta.ip).await?;
+            Ok(false)
+        }
+        Some(code) => {
+            let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+            let ok = code.len() == 6
+                && app
+                    .store
+                    .use_email_code(&user.id, "disable", &codes::code_hmac(&app.code_key, EMAIL_PURPOSE, &code), app.now(), MAX_FAILURES)
+                    .await?;
+            if !ok {
+                return Err(AppError::BadRequest("Wrong or expired code.".into()));
+            }
+            app.store.disable_email_factor(&user.id).await?;
+            factors_changed(app, caller, "email_disabled", meta).await?;
+            Ok(true)
+        }
+    }
+}
+
 /// Any change to the second factors ends the trust of every remembered device.
 async fn factors_changed(app: &App, caller: &Caller, what: &str, meta: &ClientMeta) -> AppResult<()> {
     app.store.revoke_trust(&caller.user_id, None).await?;

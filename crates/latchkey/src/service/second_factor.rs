@@ -59,6 +59,7 @@ pub(super) async fn send_code(app: &App, user: &UserRow, purpose: &str, device: 
     };
     let (what, subject) = match purpose {
         "enroll" => ("turn on sign-in codes by e-mail", "Confirm your e-mail for sign-in codes"),
+        "disable" => ("turn off sign-in codes by e-mail", "Turning off sign-in codes by e-mail"),
         _ => ("finish signing in", "Your sign-in code"),
     };
     let text = format!(

@@ -391,6 +391,7 @@ pub trait MfaStore: Send + Sync + 'static {
     async fn email_factor(&self, user_id: &str) -> StoreResult<bool>;
 
     async fn enable_email_factor(&self, user_id: &str, now: i64) -> StoreResult<()>;
+    async fn disable_email_factor(&self, user_id: &str) -> StoreResult<()>;
 
     /// Stores an e-mail code, replacing the live one, unless the live one is younger than
     /// `resend_after` seconds (then false: too soon to resend).

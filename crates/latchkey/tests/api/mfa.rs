@@ -335,3 +335,42 @@ async fn without_smtp_mail_goes_to_eml_files_in_the_data_directory() {
     let r = t.post_json_auth("/api/v1/mfa/email", &at, json!({ "code": code_in(&mail) })).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn email_codes_are_turned_off_with_a_mailed_code_and_a_recent_sign_in() {
+    let (t, sink) = with_mail().await;
+    t.register("ann@example.com").await;
+    let at = s(&t.login("ann@example.com", "Laptop").await, "access_token");
+    assert_eq!(t.post_json_auth("/api/v1/mfa/email/disable", &at, json!({})).await.status(), 400, "not on yet");
+    t.post_json_auth("/api/v1/mfa/email", &at, json!({})).await;
+    let r = t.post_json_auth("/api/v1/mfa/email", &at, json!({ "code": code_in(&sink.message(1).await) })).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "enabled");
+    assert_eq!(password_step(&t, None).await["methods"], json!(["email"]));
+
+    // Signed in with the second factor, recently: a code is mailed, and only it turns them off.
+    t.clock.advance(31);
+    let step = password_step(&t, None).await;
+    let mt = s(&step, "mfa_token");
+    t.post_json("/api/v1/mfa/email/send", json!({ "mfa_token": mt })).await;
+    let signed: Value = verify(&t, &mt, "email", &code_in(&sink.message(2).await), false).await.json().await.unwrap();
+    let at = s(&signed, "access_token");
+    t.clock.advance(31);
+    let r = t.post_json_auth("/api/v1/mfa/email/disable", &at, json!({})).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "sent");
+    let mail = sink.message(3).await;
+    assert!(mail.contains("turn off sign-in codes by e-mail"), "{mail}");
+    assert_eq!(t.post_json_auth("/api/v1/mfa/email/disable", &at, json!({ "code": "000000" })).await.status(), 400);
+    let r = t.post_json_auth("/api/v1/mfa/email/disable", &at, json!({ "code": code_in(&mail) })).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "disabled");
+    // A password alone signs in again, and the change is audited.
+    let r = t.post_json("/api/v1/sessions", json!({ "email": "ann@example.com", "password": PASSWORD })).await;
+    assert!(r.json::<Value>().await.unwrap()["access_token"].is_string(), "no second factor now");
+    let audit: Vec<Value> = t.get_auth("/api/v1/audit", &at).await.json().await.unwrap();
+    assert!(audit.iter().any(|e| e["kind"] == "mfa_changed" && e["detail"]["change"] == "email_disabled"), "{audit:?}");
+
+    // A sign-in that is not recent cannot start it (a refreshed token is the same sign-in).
+    t.clock.advance(t.app.settings.mfa.recent_auth_secs as i64 + 1);
+    let refreshed: Value = t.refresh(&s(&signed, "refresh_token")).await.json().await.unwrap();
+    assert_eq!(t.post_json_auth("/api/v1/mfa/email/disable", &s(&refreshed, "access_token"), json!({})).await.status(), 403);
+}

@@ -50,6 +50,11 @@ impl MfaStore for PgStore {
         Ok(found.is_some())
     }
 
+    async fn disable_email_factor(&self, user_id: &str) -> StoreResult<()> {
+        sqlx::query(sql::DISABLE_EMAIL_FACTOR.pg).bind(user_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn enable_email_factor(&self, user_id: &str, now: i64) -> StoreResult<()> {
         sqlx::query(sql::ENABLE_EMAIL_FACTOR.pg).bind(user_id).bind(now).execute(&self.pool).await?;
         Ok(())

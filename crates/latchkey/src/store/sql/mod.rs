@@ -400,6 +400,7 @@ pub const USE_TOTP_STEP: Sql =
 pub const DELETE_TOTP: Sql = sql!("DELETE FROM totp_credentials WHERE user_id = $1");
 pub const USE_RECOVERY_CODE: Sql = sql!("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hmac = $3 AND used_at IS NULL");
 pub const EMAIL_FACTOR: Sql = sql!("SELECT 1 FROM email_factors WHERE user_id = $1");
+pub const DISABLE_EMAIL_FACTOR: Sql = sql!("DELETE FROM email_factors WHERE user_id = $1");
 pub const ENABLE_EMAIL_FACTOR: Sql =
     sql!("INSERT INTO email_factors (user_id, enabled_at) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING");
 /// `$4` now, `$5` its expiry, `$6` the latest creation time that may be replaced.
@@ -611,6 +612,7 @@ mod tests {
             USE_RECOVERY_CODE,
             EMAIL_FACTOR,
             ENABLE_EMAIL_FACTOR,
+            DISABLE_EMAIL_FACTOR,
             PUT_EMAIL_CODE,
             USE_EMAIL_CODE,
             FAIL_EMAIL_CODE,

@@ -53,6 +53,15 @@ impl MfaStore for SqliteStore {
         Ok(self.one(sql::EMAIL_FACTOR.lite, [user_id], |_| Ok(()))?.is_some())
     }
 
+    async fn disable_email_factor(&self, user_id: &str) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(sql::DISABLE_EMAIL_FACTOR.lite)?.execute([user_id])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn enable_email_factor(&self, user_id: &str, now: i64) -> StoreResult<()> {
         let user_id = user_id.to_owned();
         self.write(move |c| {
