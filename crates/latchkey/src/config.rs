@@ -174,6 +174,12 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// A 32-byte key, Base64, that seals the signing keys and server secrets in the database, so
+    /// that a copy of the database alone cannot mint tokens. Better from the environment
+    /// (`LATCHKEY_SERVER__MASTER_KEY`) or `master_key_file` than in the config file.
+    pub master_key: Option<String>,
+    /// A file holding the master key (Base64), e.g. a systemd credential or a mounted secret.
+    pub master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -302,6 +308,8 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             request_timeout_secs: 30,
             max_body_bytes: 64 * 1024,
+            master_key: None,
+            master_key_file: None,
         }
     }
 }
@@ -399,6 +407,7 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(matches!(self.log.format.as_str(), "text" | "json"), "log.format must be `text` or `json`");
+        self.master_key()?;
         anyhow::ensure!((60..=3600).contains(&self.tokens.access_ttl_secs), "tokens.access_ttl_secs must be between 60 and 3600");
         anyhow::ensure!(self.tokens.refresh_reuse_grace_secs <= 60, "tokens.refresh_reuse_grace_secs must be at most 60");
         anyhow::ensure!(self.passwords.memory_kib >= 8 * 1024, "passwords.memory_kib must be at least 8192");
@@ -428,6 +437,27 @@ impl Settings {
             anyhow::ensure!(ids.insert(u.id.as_str()), "upstream `{}` is configured twice", u.id);
         }
         Ok(())
+    }
+
+    /// The master key, if one is set: from `server.master_key`, or read from `server.master_key_file`.
+    pub fn master_key(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let text = match (&self.server.master_key, &self.server.master_key_file) {
+            (Some(_), Some(_)) => anyhow::bail!("set server.master_key or server.master_key_file, not both"),
+            (Some(k), None) => k.clone(),
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("server.master_key_file {}: {e}", path.display()))?
+            }
+            (None, None) => return Ok(None),
+        };
+        use base64::Engine;
+        let text = text.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .map_err(|_| anyhow::anyhow!("the master key is not Base64 (make one with `openssl rand -base64 32`)"))?;
+        let key: [u8; 32] =
+            bytes.try_into().map_err(|_| anyhow::anyhow!("the master key must be 32 bytes (make one with `openssl rand -base64 32`)"))?;
+        Ok(Some(key))
     }
 
     pub fn database_url(&self) -> String {

@@ -4,7 +4,7 @@
 //! same keys), rotated together by `latchkey keys rotate`. A retired key stays in the JWKS until
 //! the last token it signed has expired.
 
-use crate::domain::secret;
+use crate::domain::{sealed, secret};
 use crate::store::{DynStore, SigningKeyRow};
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -77,6 +77,13 @@ pub struct KeyRing {
     store: DynStore,
     access_ttl: i64,
     loaded: RwLock<Option<Loaded>>,
+    /// The operator's master key: private keys are stored sealed under it.
+    master: Option<[u8; 32]>,
+}
+
+/// What a signing key's seed is sealed to (its own id: a sealed seed moved to another row does not open).
+fn seed_context(kid: &str) -> Vec<u8> {
+    [b"signing_key:".as_slice(), kid.as_bytes()].concat()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,8 @@ pub enum KeyError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("signing key {0}: {1}")]
+    Sealed(String, crate::domain::sealed::AtRestError),
 }
 
 pub fn new_key_row(alg: SigningAlg, now: i64) -> Result<SigningKeyRow, KeyError> {
@@ -183,16 +192,39 @@ fn pkcs8_pem(der: &[u8]) -> String {
 }
 
 impl KeyRing {
-    pub fn new(store: DynStore, access_ttl: i64) -> Self {
-        Self { store, access_ttl, loaded: RwLock::new(None) }
+    pub fn new(store: DynStore, access_ttl: i64, master: Option<[u8; 32]>) -> Self {
+        Self { store, access_ttl, loaded: RwLock::new(None), master }
     }
 
-    /// Makes sure a key of each algorithm exists (first start) and loads the ring.
+    /// A new key of `alg`, its seed sealed when there is a master key.
+    fn new_row(&self, alg: SigningAlg, now: i64) -> Result<SigningKeyRow, KeyError> {
+        let mut row = new_key_row(alg, now)?;
+        if let Some(k) = &self.master {
+            row.seed = sealed::seal_marked(k, &seed_context(&row.kid), &row.seed);
+        }
+        Ok(row)
+    }
+
+    /// The row with its seed as it is used (opened if sealed).
+    fn opened(&self, mut row: SigningKeyRow) -> Result<SigningKeyRow, KeyError> {
+        row.seed = sealed::open_at_rest(self.master.as_ref(), &seed_context(&row.kid), &row.seed)
+            .map_err(|e| KeyError::Sealed(row.kid.clone(), e))?;
+        Ok(row)
+    }
+
+    /// Makes sure a key of each algorithm exists (first start), seals any key stored before a
+    /// master key was set, and loads the ring.
     pub async fn init(&self, now: i64) -> Result<(), KeyError> {
         let rows = self.store.signing_keys().await?;
         for alg in SigningAlg::ALL {
             if !rows.iter().any(|r| r.retired_at.is_none() && r.alg == alg.as_str()) {
-                self.store.insert_first_signing_key(&new_key_row(alg, now)?).await?;
+                self.store.insert_first_signing_key(&self.new_row(alg, now)?).await?;
+            }
+        }
+        if let Some(k) = &self.master {
+            for row in rows.iter().filter(|r| !sealed::is_marked(&r.seed)) {
+                let sealed_seed = sealed::seal_marked(k, &seed_context(&row.kid), &row.seed);
+                self.store.reseal(&row.kid, true, &row.seed, &sealed_seed).await?;
             }
         }
         self.reload(now).await
@@ -202,7 +234,7 @@ impl KeyRing {
     pub async fn rotate(&self, now: i64) -> Result<Vec<(SigningAlg, String)>, KeyError> {
         let mut kids = Vec::new();
         for alg in SigningAlg::ALL {
-            let row = new_key_row(alg, now)?;
+            let row = self.new_row(alg, now)?;
             self.store.rotate_signing_key(&row, now).await?;
             kids.push((alg, row.kid));
         }
@@ -223,6 +255,7 @@ impl KeyRing {
             if !published {
                 continue;
             }
+            let row = self.opened(row)?;
             let (alg, enc, jwk) = key_pair(&row)?;
             loaded.verify.insert(row.kid.clone(), (alg, DecodingKey::from_jwk(&jwk)?));
             loaded.jwks.keys.push(jwk);

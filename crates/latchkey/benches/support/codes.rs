@@ -174,7 +174,7 @@ async fn one_token(http: &reqwest::Client, minter: &Minter, token_url: &str, cli
 async fn signs_per_core(alg: latchkey::keys::SigningAlg) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = latchkey::store::open(&format!("sqlite://{}", dir.path().join("keys.db").display()), 2).await.expect("store");
-    let ring = Arc::new(latchkey::keys::KeyRing::new(store, 600));
+    let ring = Arc::new(latchkey::keys::KeyRing::new(store, 600, None));
     ring.init(0).await.expect("keys");
     tokio::task::spawn_blocking(move || {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");

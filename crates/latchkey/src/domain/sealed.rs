@@ -27,9 +27,53 @@ pub fn open(key: &[u8; 32], context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     Aes256Gcm::new(key.into()).decrypt(Nonce::from_slice(nonce), aes_gcm::aead::Payload { msg: ct, aad: context }).ok()
 }
 
+/// The prefix of a value sealed under the operator's master key (`server.master_key`), so that a
+/// database written before the key was set is told apart and sealed on the next start.
+pub const MARK: &[u8] = b"lk-sealed-v1:";
+
+pub fn is_marked(stored: &[u8]) -> bool {
+    stored.starts_with(MARK)
+}
+
+/// `MARK || seal(...)`.
+pub fn seal_marked(key: &[u8; 32], context: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut out = MARK.to_vec();
+    out.extend_from_slice(&seal(key, context, plain));
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AtRestError {
+    #[error("it is sealed under a master key, and the server has none (set server.master_key or server.master_key_file)")]
+    NeedsKey,
+    #[error("it does not open with this master key")]
+    WrongKey,
+}
+
+/// A stored value as it is to be used: opened if sealed (with the master key), as it is if plain.
+pub fn open_at_rest(key: Option<&[u8; 32]>, context: &[u8], stored: &[u8]) -> Result<Vec<u8>, AtRestError> {
+    match (stored.strip_prefix(MARK), key) {
+        (None, _) => Ok(stored.to_vec()),
+        (Some(_), None) => Err(AtRestError::NeedsKey),
+        (Some(sealed), Some(k)) => open(k, context, sealed).ok_or(AtRestError::WrongKey),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marked_values_open_only_with_their_key_and_context() {
+        let (k, other) = ([1u8; 32], [2u8; 32]);
+        let s = seal_marked(&k, b"code_hmac_key", b"secret");
+        assert!(is_marked(&s) && !is_marked(b"secret"));
+        assert_eq!(open_at_rest(Some(&k), b"code_hmac_key", &s).unwrap(), b"secret");
+        assert_eq!(open_at_rest(None, b"code_hmac_key", &s), Err(AtRestError::NeedsKey));
+        assert_eq!(open_at_rest(Some(&other), b"code_hmac_key", &s), Err(AtRestError::WrongKey));
+        assert_eq!(open_at_rest(Some(&k), b"mfa_seal_key", &s), Err(AtRestError::WrongKey), "moved to another name");
+        assert_eq!(open_at_rest(Some(&k), b"x", b"plain").unwrap(), b"plain", "a plain value is as it is");
+    }
 
     #[test]
     fn round_trip_and_binding() {

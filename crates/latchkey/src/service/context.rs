@@ -3,7 +3,7 @@
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::secret;
+use crate::domain::{sealed, secret};
 use crate::events::EventBus;
 use crate::keys::KeyRing;
 use crate::passwords::PasswordHasher;
@@ -44,12 +44,12 @@ impl App {
         issuer: String,
     ) -> anyhow::Result<Self> {
         let now = clock.now();
-        let keys = KeyRing::new(store.clone(), settings.tokens.access_ttl_secs as i64);
+        let master = settings.master_key()?;
+        let keys = KeyRing::new(store.clone(), settings.tokens.access_ttl_secs as i64, master);
         keys.init(now).await?;
-        let refresh_key = store.secret_or_insert("refresh_successor_key", &secret::random_bytes::<32>()).await?;
-        let code_key = store.secret_or_insert("code_hmac_key", &secret::random_bytes::<32>()).await?;
-        let mfa_key: [u8; 32] = store
-            .secret_or_insert("mfa_seal_key", &secret::random_bytes::<32>())
+        let refresh_key = server_secret(&store, master.as_ref(), "refresh_successor_key").await?;
+        let code_key = server_secret(&store, master.as_ref(), "code_hmac_key").await?;
+        let mfa_key: [u8; 32] = server_secret(&store, master.as_ref(), "mfa_seal_key")
             .await?
             .try_into()
             .map_err(|_| anyhow::anyhow!("stored mfa_seal_key is not 32 bytes"))?;
@@ -79,6 +79,24 @@ impl App {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
+}
+
+/// A server secret: made on first start, sealed under the master key when there is one (and
+/// sealed on the first start with a key, if it was stored before), opened for use.
+async fn server_secret(store: &DynStore, master: Option<&[u8; 32]>, name: &str) -> anyhow::Result<Vec<u8>> {
+    let fresh = secret::random_bytes::<32>();
+    let to_store = match master {
+        Some(k) => sealed::seal_marked(k, name.as_bytes(), &fresh),
+        None => fresh.to_vec(),
+    };
+    let stored = store.secret_or_insert(name, &to_store).await?;
+    let plain = sealed::open_at_rest(master, name.as_bytes(), &stored).map_err(|e| anyhow::anyhow!("server secret {name}: {e}"))?;
+    if let Some(k) = master
+        && !sealed::is_marked(&stored)
+    {
+        store.reseal(name, false, &stored, &sealed::seal_marked(k, name.as_bytes(), &plain)).await?;
+    }
+    Ok(plain)
 }
 
 fn is_plain_http_loopback(url: &str) -> bool {

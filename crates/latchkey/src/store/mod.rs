@@ -135,6 +135,10 @@ pub trait OpsStore: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
 
+    /// Replaces a stored secret or key seed with its sealed form, only if it is still `old`
+    /// (two instances sealing at once: the first one's stays). `kid` None: the server secret `name`.
+    async fn reseal(&self, name_or_kid: &str, signing_key: bool, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+
     /// Adds `key` as the active key, retiring the previous one at `now`, in one transaction.
     async fn rotate_signing_key(&self, key: &SigningKeyRow, now: i64) -> StoreResult<()>;
 

@@ -112,3 +112,97 @@ async fn housekeeping_sweeps_what_can_no_longer_matter() {
     }
     assert!(t.count_rows("audit_events").await > 0, "the audit trail stays");
 }
+
+/// A server on `dir`'s SQLite file, with the master key (if any) from the environment layer.
+async fn serve_dir(dir: &std::path::Path, master: Option<&str>) -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+    latchkey::install_crypto_provider();
+    let flags =
+        latchkey::config::Overrides { listen: Some("127.0.0.1:0".parse().unwrap()), data_dir: Some(dir.to_owned()), ..Default::default() };
+    let env: Vec<(String, String)> = master.map(|k| ("LATCHKEY_SERVER__MASTER_KEY".to_owned(), k.to_owned())).into_iter().collect();
+    let mut settings = latchkey::config::Settings::load(None, env, &flags)?;
+    settings.passwords.memory_kib = 8192;
+    settings.passwords.iterations = 1;
+    // One issuer across restarts on new ports, as a deployment's public URL.
+    settings.server.public_url = Some("http://127.0.0.1:9".into());
+    let server = latchkey::server::Server::build(settings).await?;
+    let base = format!("http://{}", server.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    Ok((base, tx))
+}
+
+async fn stored_secrets(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("latchkey.db").display())).await.unwrap();
+    let mut all: Vec<Vec<u8>> = sqlx::query_scalar("SELECT value FROM server_secrets").fetch_all(&pool).await.unwrap();
+    all.extend(sqlx::query_scalar::<_, Vec<u8>>("SELECT seed FROM signing_keys").fetch_all(&pool).await.unwrap());
+    pool.close().await;
+    all
+}
+
+/// With a master key, the database alone holds no usable private key or server secret: a copy
+/// of it does not start without the key (or with another), so it mints nothing. A database from
+/// before the key is sealed on the first start with it, and what it issued keeps working.
+#[tokio::test]
+async fn a_master_key_seals_the_keys_so_the_database_alone_mints_nothing() {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let other = base64::engine::general_purpose::STANDARD.encode([8u8; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+
+    // Before: no key, plain secrets. Ann signs in.
+    let (base, stop) = serve_dir(dir.path(), None).await.unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&serde_json::json!({ "email": "ann@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&serde_json::json!({ "email": "ann@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let tokens: Value = r.json().await.unwrap();
+    drop(stop);
+    assert!(stored_secrets(dir.path()).await.iter().all(|v| !v.starts_with(b"lk-sealed-v1:")));
+
+    // With the key: everything is sealed at the first start, and ann's tokens still work.
+    let (base, stop) = serve_dir(dir.path(), Some(&key)).await.unwrap();
+    let me = http.get(format!("{base}/api/v1/me")).bearer_auth(s(&tokens, "access_token")).send().await.unwrap();
+    assert_eq!(me.status(), 200, "an access token signed before verifies after");
+    let r = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &s(&tokens, "refresh_token")), ("client_id", "latchkey-cli")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the refresh token too");
+    drop(stop);
+    let stored = stored_secrets(dir.path()).await;
+    assert!(stored.len() >= 5 && stored.iter().all(|v| v.starts_with(b"lk-sealed-v1:")), "every secret and seed sealed");
+
+    // A copy of the file without the key, or with another, does not even start.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("latchkey.db"), copy.path().join("latchkey.db")).unwrap();
+    let err = serve_dir(copy.path(), None).await.expect_err("no key").to_string();
+    assert!(err.contains("sealed under a master key"), "{err}");
+    let err = serve_dir(copy.path(), Some(&other)).await.expect_err("another key").to_string();
+    assert!(err.contains("does not open"), "{err}");
+    let err = serve_dir(copy.path(), Some("not base64!")).await.expect_err("a bad key").to_string();
+    assert!(err.contains("Base64"), "{err}");
+
+    // With the key again it serves.
+    let (base, _stop) = serve_dir(dir.path(), Some(&key)).await.unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&serde_json::json!({ "email": "ann@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -14,6 +14,11 @@ impl OpsStore for PgStore {
         Ok(sqlx::query_scalar(sql::SECRET.pg).bind(name).fetch_one(&self.pool).await?)
     }
 
+    async fn reseal(&self, name: &str, signing_key: bool, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        let sql = if signing_key { sql::RESEAL_SIGNING_KEY } else { sql::RESEAL_SECRET };
+        Ok(sqlx::query(sql.pg).bind(name).bind(new).bind(old).execute(&self.pool).await?.rows_affected() == 1)
+    }
+
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
         Ok(sqlx::query_as(sql::SIGNING_KEYS.pg).fetch_all(&self.pool).await?)
     }

@@ -258,6 +258,8 @@ pub fn trust_values(t: &TrustRow) -> [&dyn Param; 8] {
 pub const PING: Sql = sql!("SELECT 1");
 pub const INSERT_SECRET: Sql = sql!("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING");
 pub const SECRET: Sql = sql!("SELECT value FROM server_secrets WHERE name = $1");
+pub const RESEAL_SECRET: Sql = sql!("UPDATE server_secrets SET value = $2 WHERE name = $1 AND value = $3");
+pub const RESEAL_SIGNING_KEY: Sql = sql!("UPDATE signing_keys SET seed = $2 WHERE kid = $1 AND seed = $3");
 pub const SIGNING_KEYS: Sql = sql!("SELECT kid, seed, created_at, retired_at, alg FROM signing_keys ORDER BY created_at DESC, kid");
 /// Retires the active key of one algorithm (`$2`).
 pub const RETIRE_SIGNING_KEYS: Sql = sql!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND alg = $2");
@@ -558,6 +560,8 @@ mod tests {
             PAIRING_CODE,
             REDEEM_PAIRING_CODE,
             INSERT_SECRET,
+            RESEAL_SECRET,
+            RESEAL_SIGNING_KEY,
             SECRET,
             SIGNING_KEYS,
             RETIRE_SIGNING_KEYS,

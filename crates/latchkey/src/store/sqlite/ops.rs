@@ -18,6 +18,12 @@ impl OpsStore for SqliteStore {
         .await
     }
 
+    async fn reseal(&self, name: &str, signing_key: bool, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        let (name, old, new) = (name.to_owned(), old.to_vec(), new.to_vec());
+        let sql = if signing_key { sql::RESEAL_SIGNING_KEY } else { sql::RESEAL_SECRET };
+        self.write(move |c| Ok(c.prepare_cached(sql.lite)?.execute(params![name, new, old])? == 1)).await
+    }
+
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
         Ok(sqlx::query_as(sql::SIGNING_KEYS.lite).fetch_all(&self.read).await?)
     }
