@@ -93,7 +93,7 @@
       } else if (m.type === "approved") {
         clearInterval(timer);
         say("Approved. Signing in…");
-        post("/login/qr/handoff", { handoff_code: m.handoff_code, next: next }).then(function (r) {
+        post("/login/qr/handoff", { id: id, handoff_code: m.handoff_code, next: next }).then(function (r) {
           if (!r.ok) throw new Error("status " + r.status);
           return r.json();
         }).then(function (d) { location.assign(d.redirect || "/account"); })

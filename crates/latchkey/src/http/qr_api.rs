@@ -4,7 +4,6 @@ use super::AppState;
 use super::api::tokens_of;
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser};
-use super::web::cookie_names;
 use crate::service::qr::{self, BrowserState, PhoneView, QrLogin};
 use crate::service::sessions::{Signed, TokenResponse};
 use crate::service::{AppError, ClientMeta};
@@ -132,7 +131,7 @@ pub async fn events(
     {
         return super::error::problem(StatusCode::FORBIDDEN, "this origin may not open the socket");
     }
-    let cookie_secret = jar.get(cookie_names(s.app.secure_cookies).qr).map(|c| c.value().to_owned());
+    let cookie_secret = jar.get(&super::web::qr_cookie(s.app.secure_cookies, &id)).map(|c| c.value().to_owned());
     // Tens of thousands of browsers may wait at once, and tungstenite's default buffers are
     // 128 KiB each way; our messages are a few hundred bytes, so small buffers suffice, and a
     // write goes out at once.

@@ -4,8 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::web::{
-    CsrfForm, CsrfHeader, PageError, PagePath, WebUser, asset, cookie, cookie_names, csrf_token, decision, done, forget, safe_next,
-    signed_in,
+    CsrfForm, CsrfHeader, PageError, PagePath, WebUser, asset, cookie, csrf_token, decision, done, forget, qr_cookie, safe_next, signed_in,
 };
 use crate::service::qr::{self, PhoneView};
 use crate::service::{AppError, ClientMeta};
@@ -33,13 +32,15 @@ pub fn router() -> Router<AppState> {
 /// JSON for the script; only a refused CSRF token is a page.
 async fn start(State(s): State<AppState>, meta: ClientMeta, jar: CookieJar, _: CsrfHeader) -> Result<Response, ApiError> {
     let q = qr::create(&s.app, &meta).await?;
-    let jar = jar.add(cookie(cookie_names(s.app.secure_cookies).qr, q.secret, s.app.secure_cookies, q.expires_in as i64 + 60));
+    let jar = jar.add(cookie(qr_cookie(s.app.secure_cookies, &q.id), q.secret, s.app.secure_cookies, q.expires_in as i64 + 60));
     let body = serde_json::json!({ "id": q.id, "url": q.url, "qr_svg": q.qr_svg, "match_code": q.match_code, "expires_in": q.expires_in });
     Ok((jar, Json(body)).into_response())
 }
 
 #[derive(Deserialize)]
 struct HandoffBody {
+    /// The QR login's id: its secret is in that login's own cookie.
+    id: String,
     handoff_code: String,
     next: Option<String>,
 }
@@ -52,10 +53,10 @@ async fn handoff(
     _: CsrfHeader,
     Json(b): Json<HandoffBody>,
 ) -> Result<Response, ApiError> {
-    let names = cookie_names(s.app.secure_cookies);
-    let secret = jar.get(names.qr).map(|c| c.value().to_owned()).unwrap_or_default();
+    let name = qr_cookie(s.app.secure_cookies, &b.id);
+    let secret = jar.get(&name).map(|c| c.value().to_owned()).unwrap_or_default();
     let opened = qr::handoff(&s.app, &b.handoff_code, &secret, true, &meta).await?;
-    let jar = forget(signed_in(jar, &s, &opened, None), names.qr);
+    let jar = forget(signed_in(jar, &s, &opened, None), name);
     Ok((jar, Json(serde_json::json!({ "redirect": safe_next(b.next.as_deref()) }))).into_response())
 }
 

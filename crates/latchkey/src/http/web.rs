@@ -31,7 +31,7 @@ pub struct CookieNames {
     pub mfa: &'static str,
     /// "Remember this device": survives logout, on purpose.
     pub trust: &'static str,
-    /// The secret of this browser's QR login.
+    /// The prefix of each QR login's secret cookie (one per login: see [`qr_cookie`]).
     pub qr: &'static str,
     /// The secret binding this browser's sign-in at an upstream provider to it.
     pub upstream: &'static str,
@@ -63,7 +63,13 @@ pub fn cookie_names(secure: bool) -> CookieNames {
     }
 }
 
-pub fn cookie(name: &'static str, value: String, secure: bool, max_age_secs: i64) -> Cookie<'static> {
+/// The cookie holding the secret of QR login `id`: one per login, so that two `/login` tabs each
+/// finish their own.
+pub fn qr_cookie(secure: bool, id: &str) -> String {
+    format!("{}_{id}", cookie_names(secure).qr)
+}
+
+pub fn cookie(name: impl Into<std::borrow::Cow<'static, str>>, value: String, secure: bool, max_age_secs: i64) -> Cookie<'static> {
     Cookie::build((name, value))
         .path("/")
         .http_only(true)
@@ -74,9 +80,11 @@ pub fn cookie(name: &'static str, value: String, secure: bool, max_age_secs: i64
 }
 
 /// Removes a cookie set by [`cookie`] (the path must match for the browser to drop it).
-pub fn forget(jar: CookieJar, name: &'static str) -> CookieJar {
+pub fn forget(jar: CookieJar, name: impl Into<std::borrow::Cow<'static, str>>) -> CookieJar {
+    let name = name.into();
     // A `__Host-` cookie is only replaced (here: removed) by one that is Secure too.
-    jar.remove(Cookie::build(name).path("/").secure(name.starts_with("__Host-")))
+    let secure = name.starts_with("__Host-");
+    jar.remove(Cookie::build(name).path("/").secure(secure))
 }
 
 /// This browser is signed in: the session cookie for as long as the session lives, and the

@@ -291,3 +291,56 @@ async fn creation_is_audited_and_revoking_the_phone_ends_its_qr_logins() {
     assert_eq!(r.status(), 400, "an approval of a revoked phone is not exchanged");
     assert_eq!(t.count_rows("sessions WHERE revoked_at IS NULL").await, 0);
 }
+
+/// Two `/login` tabs of one browser each show a QR; each finishes its own login, because each
+/// login's secret is in a cookie of its own (one per login, not one per browser).
+#[tokio::test]
+async fn two_login_tabs_each_finish_their_own_qr_login() {
+    let t = spawn().await;
+    let phone = phone(&t).await;
+    let pat = s(&phone, "access_token");
+    let page = t.http.get(t.url("/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = page.split("data-csrf=\"").nth(1).expect("the page's CSRF token").split('"').next().unwrap().to_owned();
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        let r = t.http.post(t.url("/login/qr")).header("x-csrf-token", &csrf).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .find(|c| c.starts_with("lk_qr_"))
+            .expect("the login's own cookie");
+        let body: Value = r.json().await.unwrap();
+        assert!(cookie.starts_with(&format!("lk_qr_{}=", s(&body, "id"))), "{cookie}");
+        tabs.push((body, cookie));
+    }
+    // The first tab finishes after the second one started.
+    for (qr, cookie) in &tabs {
+        let id = s(qr, "id");
+        let mut req = format!("ws://{}/api/v1/qr-logins/{id}/events", t.base.trim_start_matches("http://")).into_client_request().unwrap();
+        req.headers_mut().insert("origin", t.base.parse().unwrap());
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(next(&mut ws).await.unwrap()["type"], "waiting", "the socket found its login's secret in its cookie");
+        t.get_auth(&format!("/api/v1/qr-logins/{id}"), &pat).await;
+        let r = t.post_json_auth(&format!("/api/v1/qr-logins/{id}/approve"), &pat, json!({ "match_code": qr["match_code"] })).await;
+        assert_eq!(r.status(), 204);
+        let code = loop {
+            let m = next(&mut ws).await.unwrap();
+            if m["type"] == "approved" {
+                break s(&m, "handoff_code");
+            }
+        };
+        let r = t
+            .http
+            .post(t.url("/login/qr/handoff"))
+            .header("x-csrf-token", &csrf)
+            .json(&json!({ "id": id, "handoff_code": code, "next": "/account" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "tab of {id}: {}", r.text().await.unwrap_or_default());
+    }
+}
