@@ -83,27 +83,12 @@ pub async fn disable_totp(app: &App, caller: &Caller, code: &str, meta: &ClientM
 /// turns e-mail codes on (so the address has proved itself first).
 pub async fn enrol_email(app: &App, caller: &Caller, code: Option<&str>, meta: &ClientMeta) -> AppResult<bool> {
     let user = recent(app, caller).await?;
-    match code {
-        None => {
-            let facts = DeviceFacts::from_input(None, &meta.user_agent)?;
-            second_factor::send_code(app, &user, "enroll", &format!("{} on {}", facts.browser, facts.os), &meta.ip).await?;
-            Ok(false)
-        }
-        Some(code) => {
-            let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-            let ok = code.len() == 6
-                && app
-                    .store
-                    .use_email_code(&user.id, "enroll", &codes::code_hmac(&app.code_key, EMAIL_PURPOSE, &code), app.now(), MAX_FAILURES)
-                    .await?;
-            if !ok {
-                return Err(AppError::BadRequest("Wrong or expired code.".into()));
-            }
-            app.store.enable_email_factor(&user.id, app.now()).await?;
-            factors_changed(app, caller, "email_enabled", meta).await?;
-            Ok(true)
-        }
+    if !mailed_code_step(app, &user, "enroll", code, meta).await? {
+        return Ok(false);
     }
+    app.store.enable_email_factor(&user.id, app.now()).await?;
+    factors_changed(app, caller, "email_enabled", meta).await?;
+    Ok(true)
 }
 
 /// `POST /api/v1/mfa/email/disable`: with no code, mails one to the account's address; with the
@@ -114,27 +99,32 @@ pub async fn disable_email(app: &App, caller: &Caller, code: Option<&str>, meta:
     if !app.store.email_factor(&user.id).await? {
         return Err(AppError::BadRequest("e-mail codes are not turned on for this account".into()));
     }
-    match code {
-        None => {
-            let facts = DeviceFacts::from_input(None, &meta.user_agent)?;
-            second_factor::send_code(app, &user, "disable", &format!("{} on {}", facts.browser, facts.os), &meta.ip).await?;
-            Ok(false)
-        }
-        Some(code) => {
-            let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-            let ok = code.len() == 6
-                && app
-                    .store
-                    .use_email_code(&user.id, "disable", &codes::code_hmac(&app.code_key, EMAIL_PURPOSE, &code), app.now(), MAX_FAILURES)
-                    .await?;
-            if !ok {
-                return Err(AppError::BadRequest("Wrong or expired code.".into()));
-            }
-            app.store.disable_email_factor(&user.id).await?;
-            factors_changed(app, caller, "email_disabled", meta).await?;
-            Ok(true)
-        }
+    if !mailed_code_step(app, &user, "disable", code, meta).await? {
+        return Ok(false);
     }
+    app.store.disable_email_factor(&user.id).await?;
+    factors_changed(app, caller, "email_disabled", meta).await?;
+    Ok(true)
+}
+
+/// One step of a change confirmed by a mailed code: without `code`, mails one for `purpose` and
+/// answers false; with it, uses it up (true) or refuses it.
+async fn mailed_code_step(app: &App, user: &UserRow, purpose: &str, code: Option<&str>, meta: &ClientMeta) -> AppResult<bool> {
+    let Some(code) = code else {
+        let facts = DeviceFacts::from_input(None, &meta.user_agent)?;
+        second_factor::send_code(app, user, purpose, &format!("{} on {}", facts.browser, facts.os), &meta.ip).await?;
+        return Ok(false);
+    };
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let ok = code.len() == 6
+        && app
+            .store
+            .use_email_code(&user.id, purpose, &codes::code_hmac(&app.code_key, EMAIL_PURPOSE, &code), app.now(), MAX_FAILURES)
+            .await?;
+    if !ok {
+        return Err(AppError::BadRequest("Wrong or expired code.".into()));
+    }
+    Ok(true)
 }
 
 /// Any change to the second factors ends the trust of every remembered device.

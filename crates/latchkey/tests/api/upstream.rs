@@ -518,7 +518,7 @@ async fn github_signs_in_by_its_numeric_id_with_the_primary_verified_address() {
 // --- with the rest of the server ------------------------------------------------------------
 
 #[tokio::test]
-async fn an_upstream_sign_in_approves_a_device_grant_and_signs_in_to_an_app() {
+async fn an_upstream_sign_in_approves_a_device_grant_and_a_qr_login_and_signs_in_to_an_app() {
     let Some(corp) = Corp::start().await else { return };
     let issuer = corp.issuer.clone();
     let t = spawn_with(move |s| {
@@ -549,6 +549,25 @@ async fn an_upstream_sign_in_approves_a_device_grant_and_signs_in_to_an_app() {
     assert_eq!(done.status(), 200);
     t.clock.advance(2);
     assert_eq!(t.poll(&s(&d, "device_code")).await.status(), 200, "the TV gets its tokens");
+
+    // The same browser approves a QR login shown elsewhere, from the phone's page.
+    let other = reqwest::Client::new();
+    let qr: Value = other.post(t.url("/api/v1/qr-logins")).send().await.unwrap().json().await.unwrap();
+    let (qr_id, qr_secret) = (s(&qr, "id"), s(&qr, "secret"));
+    let (token, page) = csrf(&t.http, &t.url(&format!("/q/{qr_id}"))).await;
+    assert!(page.contains(&s(&qr, "match_code")), "the phone page offers the number");
+    let r = t.post_form(&format!("/q/{qr_id}/approve"), &[("csrf", &token), ("match_code", &s(&qr, "match_code"))]).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let status: Value = other
+        .get(t.url(&format!("/api/v1/qr-logins/{qr_id}/status")))
+        .header("x-qr-secret", &qr_secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["type"], "approved", "{status}");
 
     // The same browser signs in to an app; its id_token says how the person signed in.
     crate::apps::add_app(&t, "notes", false, latchkey::keys::SigningAlg::EdDSA).await;
