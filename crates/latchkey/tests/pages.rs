@@ -700,19 +700,7 @@ async fn browser_signs_in_with_an_upstream_and_links_and_unlinks_it() {
     };
     let issuer = corp.issuer.clone();
     let t = spawn_with(move |s| {
-        s.upstreams = vec![latchkey::config::UpstreamSettings {
-            id: "corp".into(),
-            kind: latchkey::config::UpstreamKind::Oidc,
-            issuer,
-            client_id: "latchkey".into(),
-            client_secret: common::upstream::CORP_SECRET.into(),
-            scopes: vec!["openid".into(), "email".into()],
-            display_name: "Corp".into(),
-            auto_create: true,
-            authorization_endpoint: String::new(),
-            token_endpoint: String::new(),
-            api_url: String::new(),
-        }]
+        s.upstreams = vec![common::upstream::corp_settings("corp", &issuer, true)];
     })
     .await;
     corp.register("latchkey", &t.url("/login/upstream/corp/callback")).await;

@@ -173,7 +173,7 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
     let devices = devices::list(&s.app, &caller).await?;
     let apps = authorize::apps_with_access(&s.app, &caller).await?;
     let identities = upstream_login::identities(&s.app, &caller).await?;
-    let linkable = upstream_login::linkable(&s.app, &caller).await?;
+    let linkable = upstream_login::linkable(&s.app, &identities);
     let events = audit::for_user(&s.app, &caller, 20).await?;
     let (jar, csrf) = csrf_token(jar, &s);
     let events =

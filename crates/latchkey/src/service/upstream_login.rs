@@ -429,16 +429,14 @@ pub async fn identities(app: &App, caller: &Caller) -> AppResult<Vec<IdentityVie
         .collect())
 }
 
-/// The upstreams a signed-in account can still link (those it has no identity of).
-pub async fn linkable(app: &App, caller: &Caller) -> AppResult<Vec<(String, String)>> {
-    let have = app.store.identities_for_user(&caller.user_id).await?;
-    Ok(app
-        .upstreams
+/// The upstreams an account with these identities can still link: `(id, display name)`.
+pub fn linkable(app: &App, have: &[IdentityView]) -> Vec<(String, String)> {
+    app.upstreams
         .all()
         .iter()
         .filter(|u| !have.iter().any(|h| h.upstream == u.id()))
         .map(|u| (u.id().to_owned(), u.display_name().to_owned()))
-        .collect())
+        .collect()
 }
 
 pub async fn unlink(app: &App, caller: &Caller, id: &str, meta: &ClientMeta) -> AppResult<()> {

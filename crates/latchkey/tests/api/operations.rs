@@ -151,22 +151,14 @@ async fn a_master_key_seals_the_keys_so_the_database_alone_mints_nothing() {
     let other = base64::engine::general_purpose::STANDARD.encode([8u8; 32]);
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
+    let ann = |base: &str, path: &str| {
+        http.post(format!("{base}{path}")).json(&serde_json::json!({ "email": "ann@example.com", "password": PASSWORD })).send()
+    };
 
     // Before: no key, plain secrets. Ann signs in.
     let (base, stop) = serve_dir(dir.path(), None).await.unwrap();
-    let r = http
-        .post(format!("{base}/api/v1/accounts"))
-        .json(&serde_json::json!({ "email": "ann@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = http
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&serde_json::json!({ "email": "ann@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(ann(&base, "/api/v1/accounts").await.unwrap().status(), 201);
+    let r = ann(&base, "/api/v1/sessions").await.unwrap();
     let tokens: Value = r.json().await.unwrap();
     drop(stop);
     assert!(stored_secrets(dir.path()).await.iter().all(|v| !v.starts_with(b"lk-sealed-v1:")));
@@ -198,11 +190,5 @@ async fn a_master_key_seals_the_keys_so_the_database_alone_mints_nothing() {
 
     // With the key again it serves.
     let (base, _stop) = serve_dir(dir.path(), Some(&key)).await.unwrap();
-    let r = http
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&serde_json::json!({ "email": "ann@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(ann(&base, "/api/v1/sessions").await.unwrap().status(), 200);
 }

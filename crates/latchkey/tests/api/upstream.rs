@@ -6,25 +6,9 @@
 use crate::common::upstream::*;
 use crate::common::*;
 use latchkey::config::{UpstreamKind, UpstreamSettings};
+
+const CLIENT: &str = CORP_CLIENT;
 use serde_json::{Value, json};
-
-const CLIENT: &str = "latchkey";
-
-fn corp_settings(id: &str, issuer: &str, auto_create: bool) -> UpstreamSettings {
-    UpstreamSettings {
-        id: id.into(),
-        kind: UpstreamKind::Oidc,
-        issuer: issuer.into(),
-        client_id: CLIENT.into(),
-        client_secret: CORP_SECRET.into(),
-        scopes: vec!["openid".into(), "email".into(), "profile".into()],
-        display_name: "Corp".into(),
-        auto_create,
-        authorization_endpoint: String::new(),
-        token_endpoint: String::new(),
-        api_url: String::new(),
-    }
-}
 
 /// Latchkey with the real issuer as upstream `corp` (and registered there).
 async fn with_corp(auto_create: bool) -> Option<(TestApp, Corp)> {

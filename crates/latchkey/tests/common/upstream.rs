@@ -22,6 +22,24 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncBufReadExt;
 
 pub const CORP_SECRET: &str = "corp-secret-corp-secret-corp-secret-0001";
+pub const CORP_CLIENT: &str = "latchkey";
+
+/// An OpenID Connect upstream `id` at `issuer`, as Latchkey is registered at Corp ("Corp").
+pub fn corp_settings(id: &str, issuer: &str, auto_create: bool) -> latchkey::config::UpstreamSettings {
+    latchkey::config::UpstreamSettings {
+        id: id.into(),
+        kind: latchkey::config::UpstreamKind::Oidc,
+        issuer: issuer.into(),
+        client_id: CORP_CLIENT.into(),
+        client_secret: CORP_SECRET.into(),
+        scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        display_name: "Corp".into(),
+        auto_create,
+        authorization_endpoint: String::new(),
+        token_endpoint: String::new(),
+        api_url: String::new(),
+    }
+}
 pub const UPSTREAM_PASSWORD: &str = "upstream-pw";
 
 fn e2e_dir() -> PathBuf {
