@@ -502,7 +502,7 @@ async fn github_signs_in_by_its_numeric_id_with_the_primary_verified_address() {
 // --- with the rest of the server ------------------------------------------------------------
 
 #[tokio::test]
-async fn an_upstream_sign_in_approves_a_device_grant_and_a_qr_login_and_signs_in_to_an_app() {
+async fn an_upstream_sign_in_approves_a_device_grant_a_qr_login_and_a_pairing_and_signs_in_to_an_app() {
     let Some(corp) = Corp::start().await else { return };
     let issuer = corp.issuer.clone();
     let t = spawn_with(move |s| {
@@ -552,6 +552,17 @@ async fn an_upstream_sign_in_approves_a_device_grant_and_a_qr_login_and_signs_in
         .await
         .unwrap();
     assert_eq!(status["type"], "approved", "{status}");
+
+    // The same browser shows a pairing code on /pair, a new device types it, the browser allows it.
+    let (token, _) = csrf(&t.http, &t.url("/pair")).await;
+    let page = t.post_form("/pair", &[("csrf", &token)]).await.text().await.unwrap();
+    let pairing_id = page.split("data-id=\"").nth(1).expect("the pairing's id").split('"').next().unwrap().to_owned();
+    let code = page.split("id=\"code\">").nth(1).expect("the code").split('<').next().unwrap().to_owned();
+    let r = t.post_json("/api/v1/pairing-codes/redeem", json!({ "code": code, "device": { "name": "Tablet" } })).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    let r = t.post_form(&format!("/pair/{pairing_id}/approve"), &[("csrf", &token)]).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert!(r.text().await.unwrap().contains("Device allowed"));
 
     // The same browser signs in to an app; its id_token says how the person signed in.
     crate::apps::add_app(&t, "notes", false, latchkey::keys::SigningAlg::EdDSA).await;
