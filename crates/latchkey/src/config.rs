@@ -21,6 +21,7 @@ pub struct Settings {
     pub device: DeviceSettings,
     pub mfa: MfaSettings,
     pub qr: QrSettings,
+    pub passkeys: PasskeySettings,
     pub mail: MailSettings,
     pub log: LogSettings,
     /// Upstream identity providers people may sign in with: `[[upstream]]` tables, or
@@ -49,6 +50,27 @@ pub struct MfaSettings {
 impl Default for MfaSettings {
     fn default() -> Self {
         Settings::default().mfa
+    }
+}
+
+/// Passkeys (WebAuthn). The relying party is `server.public_url`'s host: it must be a domain
+/// name (`localhost` will do on one machine), not an IP address, for browsers to use passkeys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeySettings {
+    /// Approving a device grant, a pairing request or a QR login needs a fresh passkey assertion
+    /// for every account (each account can also ask this for itself on /account). An account
+    /// without a passkey then cannot approve until it adds one.
+    pub require_for_approvals: bool,
+    /// How old that assertion may be, in seconds.
+    pub step_up_max_age_secs: u64,
+    /// How long a started registration or sign-in may take, in seconds.
+    pub challenge_ttl_secs: u64,
+}
+
+impl Default for PasskeySettings {
+    fn default() -> Self {
+        Settings::default().passkeys
     }
 }
 
@@ -253,6 +275,7 @@ impl Default for Settings {
                 mfa_token_ttl_secs: 300,
                 recent_auth_secs: 600,
             },
+            passkeys: PasskeySettings { require_for_approvals: false, step_up_max_age_secs: 300, challenge_ttl_secs: 300 },
             qr: QrSettings { ttl_secs: 120, create_per_ip_per_minute: 30, handoff_ttl_secs: 60, socket_idle_secs: 60 },
             mail: MailSettings { smtp_url: String::new(), from: "Latchkey <latchkey@localhost>".into() },
             log: LogSettings { format: "text".into(), level: "info".into() },

@@ -8,6 +8,7 @@ pub mod device;
 pub mod email;
 pub mod id_token;
 pub mod linking;
+pub mod passkey;
 pub mod password;
 pub mod pkce;
 pub mod policy;

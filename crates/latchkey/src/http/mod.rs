@@ -13,6 +13,8 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod pairing_api;
+pub mod passkey_pages;
+pub mod passkeys_api;
 pub mod qr_api;
 pub mod qr_pages;
 pub mod upstream_pages;
@@ -92,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(openapi::router())
         .merge(upstream_pages::router())
+        .merge(passkeys_api::router())
+        .merge(passkey_pages::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })

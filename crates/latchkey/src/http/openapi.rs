@@ -28,6 +28,9 @@ pub fn router() -> Router<AppState> {
         super::pairing_api::redeem_pairing_code, super::pairing_api::pairing_status, super::pairing_api::approve_pairing, super::pairing_api::deny_pairing,
         super::api::list_apps, super::api::revoke_app, super::api::list_identities, super::api::unlink_identity,
         super::upstream_pages::start, super::upstream_pages::callback,
+        super::passkeys_api::register_start, super::passkeys_api::register_finish, super::passkeys_api::list, super::passkeys_api::rename,
+        super::passkeys_api::remove, super::passkeys_api::login_start, super::passkeys_api::login_finish, super::passkeys_api::step_up_start,
+        super::passkeys_api::step_up_finish, super::passkeys_api::step_up_rule, super::passkeys_api::set_step_up_rule,
         super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
         super::authorize_pages::authorize_get, super::authorize_pages::authorize_post, super::authorize_pages::consent_decision,
         super::authorize_pages::end_session_get, super::authorize_pages::end_session_post, super::authorize_pages::end_session_confirm,
@@ -35,7 +38,7 @@ pub fn router() -> Router<AppState> {
         super::ops::healthz, super::ops::readyz,
     ),
     modifiers(&BearerAuth),
-    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "qr login"), (name = "audit"), (name = "apps"), (name = "identities"), (name = "oauth"), (name = "oidc"), (name = "operations"))
+    tags((name = "accounts"), (name = "sessions"), (name = "devices"), (name = "device authorization"), (name = "second factors"), (name = "qr login"), (name = "audit"), (name = "apps"), (name = "identities"), (name = "passkeys"), (name = "oauth"), (name = "oidc"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

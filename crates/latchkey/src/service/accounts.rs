@@ -69,6 +69,7 @@ pub async fn register_device(
             approved_by_device: None,
             web: false,
             existing_device: None,
+            passkey: Default::default(),
         },
         meta,
     )

@@ -9,6 +9,7 @@
 use super::audit::{Audit, AuditKind};
 use super::clients;
 use super::limits;
+use super::sessions::PasskeyUse;
 use super::sessions::{self, AuthorizedBy, Caller, NewSession, Opened};
 use crate::clock::rfc3339;
 use crate::domain::approval::{self, Flow};
@@ -209,7 +210,17 @@ pub async fn open(app: &App, row: &ApprovalRow, via: Opening<'_>, meta: &ClientM
 /// Approves or denies a live pending request as the caller: one conditional write (whoever
 /// races for it, it is decided once), then its event and audit entry. `None`: there was no
 /// such live pending request for this caller to decide. `reason` goes into the audit entry.
-pub async fn decide(app: &App, caller: &Caller, decision: Decision<'_>, reason: &str, meta: &ClientMeta) -> AppResult<Option<ApprovalRow>> {
+pub async fn decide(
+    app: &App,
+    caller: &Caller,
+    mut decision: Decision<'_>,
+    reason: &str,
+    meta: &ClientMeta,
+) -> AppResult<Option<ApprovalRow>> {
+    // An approval may need a fresh passkey assertion (step-up); a denial never does.
+    if decision.approve {
+        decision.passkey_verified = super::passkeys::approval_step_up(app, caller, meta).await?;
+    }
     let Some(a) = app.store.decide_approval(&decision, app.now()).await? else { return Ok(None) };
     app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
     let k = kinds(a.flow);
@@ -219,6 +230,7 @@ pub async fn decide(app: &App, caller: &Caller, decision: Decision<'_>, reason: 
         .meta(meta)
         .detail(serde_json::json!({
             "request": a.id, "flow": a.flow.as_str(), "client_id": a.client_id, "requester_ip": a.requester_ip, "reason": reason,
+            "passkey_verified": a.passkey_verified,
         }))
         .record(app)
         .await?;
@@ -281,6 +293,7 @@ pub async fn collect(app: &App, a: &ApprovalRow, c: Collector<'_>, meta: &Client
             approved_by_device: Some(approver.clone()),
             web: c.web,
             existing_device: None,
+            passkey: PasskeyUse { session_passkey: None, approval_verified: a.passkey_verified },
         },
         meta,
     );
@@ -309,6 +322,7 @@ pub async fn collect(app: &App, a: &ApprovalRow, c: Collector<'_>, meta: &Client
         .meta(meta)
         .detail(serde_json::json!({
             "request": a.id, "flow": a.flow.as_str(), "message": k.message, "approved_by_device": approver, "client_id": c.client_id,
+            "passkey_verified": a.passkey_verified,
         }))
         .record(app)
         .await?;

@@ -59,6 +59,14 @@ pub enum AuditKind {
     UpstreamLoginRefused,
     IdentityLinked,
     IdentityUnlinked,
+    PasskeyAdded,
+    PasskeyRenamed,
+    PasskeyRemoved,
+    PasskeyLoginFailed,
+    PasskeyCounterRegressed,
+    PasskeyStepUp,
+    PasskeyStepUpChoice,
+    StepUpRefused,
 }
 
 impl AuditKind {
@@ -111,6 +119,14 @@ impl AuditKind {
             Self::UpstreamLoginRefused => "upstream_login_refused",
             Self::IdentityLinked => "identity_linked",
             Self::IdentityUnlinked => "identity_unlinked",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRenamed => "passkey_renamed",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeyLoginFailed => "passkey_login_failed",
+            Self::PasskeyCounterRegressed => "passkey_counter_regressed",
+            Self::PasskeyStepUp => "passkey_step_up",
+            Self::PasskeyStepUpChoice => "passkey_step_up_choice",
+            Self::StepUpRefused => "step_up_refused",
         }
     }
 }

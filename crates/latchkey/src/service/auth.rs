@@ -6,7 +6,7 @@ use super::clients::{self, CLI_CLIENT, WEB_CLIENT};
 use super::limits;
 use super::login_mfa::{self, MfaRequired};
 use super::second_factor;
-use super::sessions::{self, AuthorizedBy, NewSession, Signed};
+use super::sessions::{self, AuthorizedBy, NewSession, PasskeyUse, Signed};
 use super::trust;
 use crate::domain::device::{DeviceFacts, DeviceInput};
 use crate::domain::{Email, Password, Scope, policy};
@@ -37,19 +37,8 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     let email = Email::parse(&req.email)?;
     let password = Password::for_login(req.password)?;
     let device = DeviceFacts::from_input(req.device.as_ref(), &meta.user_agent)?;
-    let client_id = match (&req.client_id, req.web) {
-        (_, true) => WEB_CLIENT.to_owned(),
-        (Some(c), false) => clients::parse_client_id(c)?,
-        (None, false) => CLI_CLIENT.to_owned(),
-    };
-    let client = if req.web { None } else { Some(clients::authenticate(app, &client_id, req.client_secret.as_deref()).await?) };
-    let scope = Scope::parse(req.scope.as_deref().unwrap_or(&app.settings.tokens.default_scope))?;
-    if scope.is_empty() {
-        return Err(AppError::InvalidScope("scope must not be empty".into()));
-    }
-    if let Some(client) = &client {
-        clients::check_scope(client, &scope)?;
-    }
+    let (client_id, scope) =
+        sign_in_client(app, req.client_id.as_deref(), req.client_secret.as_deref(), req.scope.as_deref(), req.web).await?;
 
     // Take a place in the hashing queue first: when it is full, refuse at once, before any
     // database work, so an overload is answered in microseconds rather than queued.
@@ -88,7 +77,8 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     if failures.is_some() {
         app.store.clear_login_failures(&throttle_key).await?;
     }
-    let verified = Verified { user, method: "password".into(), amr: "pwd".into(), authorized_by: AuthorizedBy::Password };
+    let verified =
+        Verified { user, method: "password".into(), amr: vec!["pwd".into()], authorized_by: AuthorizedBy::Password, passkey_id: None };
     let ctx = SignInContext {
         client_id: &client_id,
         scope: &scope,
@@ -100,16 +90,44 @@ pub async fn password_login(app: &App, req: PasswordLogin, meta: &ClientMeta) ->
     complete_sign_in(app, verified, ctx, meta).await
 }
 
+/// The client a sign-in is for and the scope it asks: the browser's own for `/login`, else the
+/// named client (the CLI's when none), authenticated if it is confidential.
+pub async fn sign_in_client(
+    app: &App,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+    scope: Option<&str>,
+    web: bool,
+) -> AppResult<(String, Scope)> {
+    let client_id = match (client_id, web) {
+        (_, true) => WEB_CLIENT.to_owned(),
+        (Some(c), false) => clients::parse_client_id(c)?,
+        (None, false) => CLI_CLIENT.to_owned(),
+    };
+    let client = if web { None } else { Some(clients::authenticate(app, &client_id, client_secret).await?) };
+    let scope = Scope::parse(scope.unwrap_or(&app.settings.tokens.default_scope))?;
+    if scope.is_empty() {
+        return Err(AppError::InvalidScope("scope must not be empty".into()));
+    }
+    if let Some(client) = &client {
+        clients::check_scope(client, &scope)?;
+    }
+    Ok((client_id, scope))
+}
+
 /// A person verified by one authenticator: the password today; an upstream identity provider,
 /// a passkey or anything else that proves who someone is tomorrow. Each authenticator only
 /// verifies; what follows is the same for all (`complete_sign_in`).
 pub struct Verified {
     pub user: UserRow,
-    /// For the audit trail: `password`, or `upstream:<id>`.
+    /// For the audit trail: `password`, `upstream:<id>` or `passkey`.
     pub method: String,
-    /// The value the session's `amr` starts with: RFC 8176's `pwd`, or the upstream's id.
-    pub amr: String,
+    /// What the session's `amr` starts with: RFC 8176's `pwd`, the upstream's id, or a passkey's
+    /// `hwk`/`swk` and `user`.
+    pub amr: Vec<String>,
     pub authorized_by: AuthorizedBy,
+    /// A passkey with user verification: a whole sign-in in itself, so no second factor is asked.
+    pub passkey_id: Option<String>,
 }
 
 /// Where the sign-in happens: the client, the device, browser or API.
@@ -129,8 +147,8 @@ pub async fn complete_sign_in(app: &App, v: Verified, ctx: SignInContext<'_>, me
     let user = v.user;
     let mut existing_device = None;
     let mut trust_token = None;
-    let mut amr = vec![v.amr.clone()];
-    let methods = second_factor::methods(app, &user.id).await?;
+    let mut amr = v.amr.clone();
+    let methods = if v.passkey_id.is_some() { Vec::new() } else { second_factor::methods(app, &user.id).await? };
     if !methods.is_empty() {
         match ctx.device_trust_token {
             Some(t) if let Some((device_id, next)) = trust::use_trust(app, &user.id, t, meta).await? => {
@@ -145,7 +163,7 @@ pub async fn complete_sign_in(app: &App, v: Verified, ctx: SignInContext<'_>, me
                     scope: &ctx.scope.to_string(),
                     device: ctx.device_input,
                     web: ctx.web,
-                    first_factor: &v.amr,
+                    first_factor: &v.amr.join(" "),
                 };
                 let required = login_mfa::start(app, &user, pending, meta, methods).await?;
                 Audit::new(AuditKind::LoginSecondFactorRequired)
@@ -170,6 +188,7 @@ pub async fn complete_sign_in(app: &App, v: Verified, ctx: SignInContext<'_>, me
             approved_by_device: None,
             web: ctx.web,
             existing_device,
+            passkey: PasskeyUse { session_passkey: v.passkey_id, approval_verified: false },
         },
         meta,
     )

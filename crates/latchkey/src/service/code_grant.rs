@@ -68,6 +68,7 @@ pub async fn exchange(app: &App, auth: &ClientAuth, x: CodeExchange<'_>, meta: &
             approved_by_device: None,
             web: false,
             existing_device: Some(row.device_id.clone()),
+            passkey: Default::default(),
         },
         meta,
     );

@@ -33,6 +33,8 @@ pub struct App {
     pub pending: crate::service::limits::PendingGauge,
     /// The identity providers people may sign in with (`[[upstream]]`).
     pub upstreams: crate::upstream::Upstreams,
+    /// The passkey relying party; `None` when `server.public_url`'s host is no domain name.
+    pub webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl App {
@@ -57,6 +59,7 @@ impl App {
         let passwords = PasswordHasher::new(&settings.passwords)?;
         let secure_cookies = !is_plain_http_loopback(&issuer);
         let upstreams = crate::upstream::Upstreams::new(&settings.upstreams)?;
+        let webauthn = crate::service::passkeys::relying_party(&issuer, &settings);
         Ok(Self {
             settings,
             store,
@@ -73,6 +76,7 @@ impl App {
             clients: Default::default(),
             pending: Default::default(),
             upstreams,
+            webauthn,
         })
     }
 

@@ -125,6 +125,7 @@ pub async fn decide(
         device_id: &caller.device_id,
         requester_name: name.as_deref(),
         handoff: None,
+        passkey_verified: false,
     };
     let reason = if approve { "approved" } else { "denied" };
     let decided = approvals::decide(app, caller, decision, reason, meta).await?.ok_or_else(generic_failure)?;

@@ -13,6 +13,8 @@ pub struct DeviceView {
     pub browser: String,
     pub authorized_by: String,
     pub approved_by_device: Option<String>,
+    /// Its approval was given with a fresh passkey assertion (step-up).
+    pub passkey_verified: bool,
     pub first_seen: String,
     pub last_seen: String,
     pub last_ip: String,
@@ -52,6 +54,7 @@ pub async fn list(app: &App, caller: &Caller) -> AppResult<Vec<DeviceView>> {
             browser: d.browser,
             authorized_by: d.authorized_by,
             approved_by_device: d.approved_by_device,
+            passkey_verified: d.passkey_verified,
             last_ip: d.last_ip,
         })
         .collect())

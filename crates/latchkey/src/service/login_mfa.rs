@@ -146,6 +146,7 @@ pub async fn verify(
             approved_by_device: None,
             web: row.web,
             existing_device: None,
+            passkey: Default::default(),
         },
         meta,
     )

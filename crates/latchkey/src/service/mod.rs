@@ -17,6 +17,7 @@ pub mod login_mfa;
 pub mod oidc;
 pub mod ops;
 pub mod pairing;
+pub mod passkeys;
 pub mod password;
 pub mod qr;
 pub mod second_factor;

@@ -168,6 +168,7 @@ pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, meta: &
         device_id: &caller.device_id,
         requester_name: None,
         handoff: None,
+        passkey_verified: false,
     };
     let reason = if approve { "approved" } else { "denied" };
     let Some(_) = approvals::decide(app, caller, decision, reason, meta).await? else {

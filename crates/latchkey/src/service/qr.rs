@@ -227,6 +227,7 @@ pub async fn decide(app: &App, caller: &Caller, id: &str, approve: bool, match_c
             let code = handoff_code(app, &a.id, &a.device_code_hash);
             (secret::token_hash(&code), (now + app.settings.qr.handoff_ttl_secs as i64).min(a.expires_at))
         }),
+        passkey_verified: false,
     };
     let reason = if approve && !right {
         "wrong number"

@@ -19,6 +19,8 @@ pub enum AuthorizedBy {
     App,
     /// A sign-in through an upstream identity provider (`[[upstream]]`).
     Upstream,
+    /// A sign-in with a passkey.
+    Passkey,
 }
 
 impl AuthorizedBy {
@@ -31,6 +33,7 @@ impl AuthorizedBy {
             Self::Signup => "signup",
             Self::App => "app",
             Self::Upstream => "upstream",
+            Self::Passkey => "passkey",
         }
     }
 }
@@ -47,6 +50,16 @@ pub struct NewSession<'a> {
     pub web: bool,
     /// Sign in on a device already on record (a remembered one) instead of adding a new one.
     pub existing_device: Option<String>,
+    pub passkey: PasskeyUse,
+}
+
+/// What passkeys had to do with a new session.
+#[derive(Debug, Clone, Default)]
+pub struct PasskeyUse {
+    /// The passkey the session is opened with (a passkey sign-in).
+    pub session_passkey: Option<String>,
+    /// The device is let in by an approval given with a fresh passkey assertion.
+    pub approval_verified: bool,
 }
 
 /// Tokens for an API client, in the shape of RFC 6749 §5.1.
@@ -110,6 +123,7 @@ pub fn build(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> Built {
         last_ip: meta.ip.clone(),
         trusted_until: None,
         revoked_at: None,
+        passkey_verified: n.passkey.approval_verified,
     };
     let web_token = n.web.then(|| secret::new_token(secret::WEB_SESSION_PREFIX));
     let session = SessionRow {
@@ -125,6 +139,8 @@ pub fn build(app: &App, n: NewSession<'_>, meta: &ClientMeta) -> Built {
         expires_at: now + t.session_absolute_secs as i64,
         revoked_at: None,
         revoke_reason: None,
+        passkey_verified_at: n.passkey.session_passkey.is_some().then_some(now),
+        passkey_id: n.passkey.session_passkey,
     };
     let refresh = (!n.web).then(|| {
         let token = secret::new_token(secret::REFRESH_PREFIX);
@@ -213,6 +229,8 @@ pub struct Caller {
     pub auth_time: i64,
     /// How the user signed in, space-separated (RFC 8176 values).
     pub amr: String,
+    /// When the session last proved a passkey (its sign-in or a step-up).
+    pub passkey_verified_at: Option<i64>,
 }
 
 impl From<&SessionRow> for Caller {
@@ -224,6 +242,7 @@ impl From<&SessionRow> for Caller {
             scope: s.scope.clone(),
             auth_time: s.created_at,
             amr: s.amr.clone(),
+            passkey_verified_at: s.passkey_verified_at,
         }
     }
 }

@@ -268,8 +268,13 @@ pub async fn callback(app: &App, id: &str, q: &CallbackQuery, b: Browser<'_>, me
 
 async fn sign_in(app: &App, up: &Upstream, user: UserRow, trust: Option<&str>, meta: &ClientMeta) -> AppResult<LoginOutcome> {
     let scope = Scope::parse(&app.settings.tokens.default_scope)?;
-    let verified =
-        Verified { user, method: format!("upstream:{}", up.id()), amr: up.id().to_owned(), authorized_by: AuthorizedBy::Upstream };
+    let verified = Verified {
+        user,
+        method: format!("upstream:{}", up.id()),
+        amr: vec![up.id().to_owned()],
+        authorized_by: AuthorizedBy::Upstream,
+        passkey_id: None,
+    };
     let ctx = SignInContext {
         client_id: WEB_CLIENT,
         scope: &scope,

@@ -71,6 +71,8 @@ pub struct Decision<'a> {
     pub requester_name: Option<&'a str>,
     /// QR login: the hash and expiry of the handoff code the browser will exchange.
     pub handoff: Option<(Vec<u8>, i64)>,
+    /// The approver proved a passkey moments ago (step-up).
+    pub passkey_verified: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -373,6 +375,28 @@ pub trait IdentityStore: Send + Sync + 'static {
 }
 
 #[async_trait]
+pub trait PasskeyStore: Send + Sync + 'static {
+    async fn create_passkey_challenge(&self, row: &PasskeyChallengeRow) -> StoreResult<()>;
+    /// Takes a live ceremony of `purpose` by its handle's hash: at most once.
+    async fn take_passkey_challenge(&self, hash: &[u8], purpose: &str, now: i64) -> StoreResult<Option<PasskeyChallengeRow>>;
+    /// `Conflict` when the credential is registered already (to this or any account).
+    async fn add_passkey(&self, row: &PasskeyRow) -> StoreResult<()>;
+    async fn passkeys_for_user(&self, user_id: &str) -> StoreResult<Vec<PasskeyRow>>;
+    async fn passkey_by_credential(&self, credential_id: &[u8]) -> StoreResult<Option<PasskeyRow>>;
+    /// Records a verified assertion; false when its counter did not go forward (see `USE_PASSKEY`).
+    async fn use_passkey(&self, id: &str, credential: &str, counter: i64, backed_up: bool, now: i64) -> StoreResult<bool>;
+    async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool>;
+    /// Removes a passkey unless it is the account's last way in.
+    async fn remove_passkey(&self, user_id: &str, id: &str) -> StoreResult<Unlinked>;
+    /// A step-up on a live session; false when the session has ended.
+    async fn mark_session_passkey(&self, session_id: &str, now: i64) -> StoreResult<bool>;
+    async fn revoke_passkey_sessions(&self, user_id: &str, passkey_id: &str, now: i64) -> StoreResult<u64>;
+    /// The account's choice that approvals need a fresh passkey assertion.
+    async fn passkey_step_up(&self, user_id: &str) -> StoreResult<bool>;
+    async fn set_passkey_step_up(&self, user_id: &str, on: bool) -> StoreResult<()>;
+}
+
+#[async_trait]
 pub trait MfaStore: Send + Sync + 'static {
     /// Stores a new, unconfirmed TOTP secret, replacing an unconfirmed one; false when the user
     /// already has a confirmed TOTP (turn it off first).
@@ -443,13 +467,13 @@ pub trait MfaStore: Send + Sync + 'static {
 }
 
 /// The one store: every backend implements all of it.
-pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore {}
+pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore + PasskeyStore {}
 
-impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore> Store for T {}
+impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore + PasskeyStore> Store for T {}
 
 /// Bring every store method into scope: `use crate::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{AccountStore, ApprovalStore, GrantStore, IdentityStore, MfaStore, OpsStore, SessionStore, Store};
+    pub use super::{AccountStore, ApprovalStore, GrantStore, IdentityStore, MfaStore, OpsStore, PasskeyStore, SessionStore, Store};
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -100,6 +100,8 @@ pub struct DeviceRow {
     pub last_ip: String,
     pub trusted_until: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Let in by an approval given with a fresh passkey assertion (step-up).
+    pub passkey_verified: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -116,6 +118,10 @@ pub struct SessionRow {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
+    /// The passkey this session was opened with, if it was.
+    pub passkey_id: Option<String>,
+    /// When this session last proved a passkey (its sign-in, or a step-up since).
+    pub passkey_verified_at: Option<i64>,
 }
 
 impl SessionRow {
@@ -177,6 +183,8 @@ pub struct ApprovalRow {
     pub handoff_hash: Option<Vec<u8>>,
     pub handoff_expires_at: Option<i64>,
     pub handoff_used_at: Option<i64>,
+    /// Approved with a fresh passkey assertion (step-up).
+    pub passkey_verified: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -254,6 +262,38 @@ pub struct UpstreamStateRow {
     pub upstream: String,
     pub next: String,
     pub link_session_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A registered passkey (see `service::passkeys`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PasskeyRow {
+    pub id: String,
+    pub user_id: String,
+    pub credential_id: Vec<u8>,
+    pub name: String,
+    /// webauthn-rs's `Passkey` as JSON: the public key and flags, nothing secret.
+    pub credential: String,
+    pub counter: i64,
+    pub backup_eligible: bool,
+    pub backed_up: bool,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A passkey ceremony started and not yet finished.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PasskeyChallengeRow {
+    /// SHA-256 of the handle the client holds.
+    pub handle_hash: Vec<u8>,
+    /// `register`, `sign_in` or `step_up`.
+    pub purpose: String,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub name: Option<String>,
+    /// webauthn-rs's ceremony state as JSON.
+    pub state: String,
     pub created_at: i64,
     pub expires_at: i64,
 }

@@ -14,6 +14,7 @@ mod oauth;
 mod oidc_rp;
 mod operations;
 mod pairing;
+mod passkeys;
 mod qr;
 mod refresh;
 mod upstream;

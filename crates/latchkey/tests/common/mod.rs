@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod listen;
+pub mod passkey;
 pub mod smtp;
 pub mod totp;
 pub mod upstream;
@@ -146,6 +147,21 @@ pub async fn spawn_beside(first: &TestApp, tweak: impl FnOnce(&mut Settings)) ->
     }));
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
     TestApp { base, http, app, clock, dir: dir.path().to_owned(), db_url: first.db_url.clone(), _dir: dir, _shutdown: tx, _pg: None }
+}
+
+/// A server whose public URL is `http://localhost:<port>`: passkeys need a domain name for the
+/// relying party (browsers refuse an IP address). It still listens on 127.0.0.1 only; the port
+/// is one the OS picked a moment before.
+pub async fn spawn_localhost(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let mut t = spawn_with(|s| {
+        s.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        s.server.public_url = Some(format!("http://localhost:{port}"));
+        tweak(s);
+    })
+    .await;
+    t.base = format!("http://localhost:{port}");
+    t
 }
 
 pub async fn spawn() -> TestApp {

@@ -123,6 +123,7 @@ async fn transitions_agree_with_the_domain(store: DynStore, runs: Vec<Vec<Step>>
                         device_id: &device,
                         requester_name: None,
                         handoff: None,
+                        passkey_verified: false,
                     };
                     store.decide_approval(&d, now).await.unwrap().is_some()
                 }
@@ -173,6 +174,7 @@ async fn one_decision_wins_on(store: DynStore) {
                 device_id: &device,
                 requester_name: None,
                 handoff: None,
+                passkey_verified: false,
             };
             store.decide_approval(&d, 1).await.unwrap().map(|a| a.status)
         }
@@ -194,6 +196,7 @@ async fn one_collection_wins_on(store: DynStore) {
         device_id: &device,
         requester_name: None,
         handoff: None,
+        passkey_verified: false,
     };
     store.decide_approval(&d, 1).await.unwrap().unwrap();
     let wins = race(RACERS, |i| {
@@ -248,6 +251,7 @@ async fn one_handoff_wins_and_a_replay_names_its_session_on(store: DynStore) {
         device_id: &device,
         requester_name: None,
         handoff: Some((handoff.clone(), 50)),
+        passkey_verified: false,
     };
     store.decide_approval(&d, 2).await.unwrap().unwrap();
     let secret = row.device_code_hash.clone();
@@ -290,6 +294,7 @@ async fn a_revoked_approver_cannot_be_collected_from_on(store: DynStore) {
         device_id: &device,
         requester_name: None,
         handoff: None,
+        passkey_verified: false,
     };
     store.decide_approval(&d, 1).await.unwrap().unwrap();
     assert!(store.revoke_device(&user, &device, 2).await.unwrap());

@@ -10,6 +10,7 @@ mod approvals;
 mod common;
 mod grants;
 mod identities;
+mod passkeys;
 
 use common::{PgSchema, test_database_url};
 use futures_util::FutureExt;
@@ -110,6 +111,7 @@ fn device(user_id: &str, id: &str) -> DeviceRow {
         last_ip: "127.0.0.1".into(),
         trusted_until: None,
         revoked_at: None,
+        passkey_verified: false,
     }
 }
 
@@ -127,6 +129,8 @@ fn session(user_id: &str, device_id: &str, id: &str, expires_at: i64) -> Session
         expires_at,
         revoked_at: None,
         revoke_reason: None,
+        passkey_id: None,
+        passkey_verified_at: None,
     }
 }
 

@@ -72,7 +72,7 @@ impl ApprovalStore for PgStore {
             DecideBy::UserCode(h) => q.bind(h),
             DecideBy::Pairing { approval_id } | DecideBy::Qr { approval_id } => q.bind(approval_id),
         };
-        Ok(q.fetch_optional(&self.pool).await?)
+        Ok(q.bind(d.passkey_verified).fetch_optional(&self.pool).await?)
     }
 
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<bool> {

@@ -13,6 +13,7 @@ mod grants;
 mod identities;
 mod mfa;
 mod ops;
+mod passkeys;
 mod sessions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;

@@ -31,12 +31,13 @@ pub const IDENTITIES_FOR_USER: Sql =
 /// A sign-in through a linked identity: when, and what e-mail the upstream says now (`$3`).
 pub const TOUCH_IDENTITY: Sql = sql!("UPDATE identities SET last_used_at = $1, email = $3 WHERE id = $2");
 /// Removes one identity of `$2` unless it is the account's last way in (the rule of
-/// `domain::linking::may_unlink`; passkeys to come): no password and no other identity. The
+/// `domain::linking::may_unlink`): no password, no passkey and no other identity. The
 /// caller holds the account's lock (PostgreSQL) or the one writer (SQLite),
 /// so two removals at once cannot each leave the other as the last.
 pub const UNLINK_IDENTITY: Sql = sql!(
     "DELETE FROM identities WHERE id = $1 AND user_id = $2 AND (\
      EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.password_hash IS NOT NULL) \
+     OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = $2) \
      OR (SELECT COUNT(*) FROM identities o WHERE o.user_id = $2) > 1)"
 );
 pub const INSERT_UPSTREAM_STATE: Sql =

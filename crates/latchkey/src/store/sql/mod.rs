@@ -57,20 +57,20 @@ pub const fn to_lite<const N: usize>(pg: &str) -> [u8; N] {
 
 macro_rules! session_cols {
     () => {
-        "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason"
+        "id, user_id, device_id, client_id, scope, amr, web_token_hash, created_at, last_used_at, expires_at, revoked_at, revoke_reason, passkey_id, passkey_verified_at"
     };
 }
 macro_rules! approval_cols {
     () => {
         "id, flow, device_code_hash, user_code_hmac, client_id, scope, status, created_at, expires_at, requester_ip, \
      requester_ua, requester_name, requester_kind, user_id, approver_device_id, decided_at, poll_interval, last_poll_at, slow_downs, \
-     poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at"
+     poll_early, session_id, match_code, scanned_at, handoff_hash, handoff_expires_at, handoff_used_at, passkey_verified"
     };
 }
 macro_rules! device_cols {
     () => {
         "id, user_id, name, kind, os, browser, user_agent, authorized_by, approved_by_device, first_seen_at, \
-         last_seen_at, last_ip, trusted_until, revoked_at"
+         last_seen_at, last_ip, trusted_until, revoked_at, passkey_verified"
     };
 }
 macro_rules! refresh_cols {
@@ -186,7 +186,7 @@ pub fn approval_values(a: &ApprovalRow) -> [&dyn Param; 17] {
 }
 
 /// The values of [`INSERT_DEVICE`].
-pub fn device_values(d: &DeviceRow) -> [&dyn Param; 14] {
+pub fn device_values(d: &DeviceRow) -> [&dyn Param; 15] {
     [
         &d.id,
         &d.user_id,
@@ -202,12 +202,26 @@ pub fn device_values(d: &DeviceRow) -> [&dyn Param; 14] {
         &d.last_ip,
         &d.trusted_until,
         &d.revoked_at,
+        &d.passkey_verified,
     ]
 }
 
 /// The values of [`INSERT_SESSION`].
-pub fn session_values(s: &SessionRow) -> [&dyn Param; 10] {
-    [&s.id, &s.user_id, &s.device_id, &s.client_id, &s.scope, &s.amr, &s.web_token_hash, &s.created_at, &s.last_used_at, &s.expires_at]
+pub fn session_values(s: &SessionRow) -> [&dyn Param; 12] {
+    [
+        &s.id,
+        &s.user_id,
+        &s.device_id,
+        &s.client_id,
+        &s.scope,
+        &s.amr,
+        &s.web_token_hash,
+        &s.created_at,
+        &s.last_used_at,
+        &s.expires_at,
+        &s.passkey_id,
+        &s.passkey_verified_at,
+    ]
 }
 
 /// The values of [`INSERT_REFRESH`].
@@ -270,7 +284,7 @@ pub const INSERT_FIRST_SIGNING_KEY: Sql = sql!(
 );
 
 /// The housekeeping deletes, each with its cutoff (`$1`).
-pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 11] {
+pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 12] {
     let day = 86_400;
     [
         (sql!("DELETE FROM mfa_tokens WHERE expires_at < $1"), now - day),
@@ -282,6 +296,7 @@ pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 11] {
         (sql!("DELETE FROM login_failures WHERE last_failure_at < $1"), now - day),
         (sql!("DELETE FROM pairing_codes WHERE expires_at < $1"), now - day),
         (sql!("DELETE FROM upstream_states WHERE expires_at < $1"), now),
+        (sql!("DELETE FROM passkey_challenges WHERE expires_at < $1"), now),
         (
             sql!(
                 "DELETE FROM approvals WHERE expires_at < $1 AND id NOT IN (SELECT approval_id FROM pairing_codes WHERE approval_id IS NOT NULL)"
@@ -329,11 +344,11 @@ pub const SET_EMAIL_IF_NONE: Sql = sql!("UPDATE users SET email = $1 WHERE id = 
 pub const INSERT_DEVICE: Sql = sql!(concat!(
     "INSERT INTO devices (",
     device_cols!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
      ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, last_ip = excluded.last_ip"
 ));
 pub const INSERT_SESSION: Sql =
-    sql!(concat!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)"));
+    sql!(concat!("INSERT INTO sessions (", session_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11, $12)"));
 pub const INSERT_REFRESH: Sql =
     sql!("INSERT INTO refresh_tokens (hash, session_id, client_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)");
 pub const SESSION_BY_ID: Sql = sql!(concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = $1"));
@@ -381,6 +396,8 @@ mod grants;
 pub use grants::*;
 mod identities;
 pub use identities::*;
+mod passkeys;
+pub use passkeys::*;
 
 // ---------------------------------------------------------------------------------------------
 // Second factors and remembered devices.
@@ -458,12 +475,13 @@ pub const APPROVAL: Sql = sql!(concat!("SELECT ", approval_cols!(), " FROM appro
 pub const APPROVAL_BY_USER_CODE: Sql = sql!(concat!("SELECT ", approval_cols!(), " FROM approvals WHERE user_code_hmac = $1"));
 
 /// A decision: `$1` status, `$2` user, `$3` deciding device, `$4` now, `$5` a name for the new
-/// device, `$6`/`$7` a QR login's handoff hash and expiry, `$8` how the request is found.
+/// device, `$6`/`$7` a QR login's handoff hash and expiry, `$8` how the request is found, `$9`
+/// whether the approver has just proved a passkey.
 macro_rules! decide {
     ($filter:expr) => {
         sql!(concat!(
             "UPDATE approvals SET status = $1, user_id = $2, approver_device_id = $3, decided_at = $4, \
-             requester_name = COALESCE($5, requester_name), handoff_hash = $6, handoff_expires_at = $7 WHERE ",
+             requester_name = COALESCE($5, requester_name), handoff_hash = $6, handoff_expires_at = $7, passkey_verified = $9 WHERE ",
             $filter,
             " AND status = 'pending' AND expires_at > $4 RETURNING ",
             approval_cols!()

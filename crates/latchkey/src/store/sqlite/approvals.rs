@@ -67,8 +67,9 @@ impl ApprovalStore for SqliteStore {
             DecideBy::Qr { approval_id } => (sql::DECIDE_QR, Box::new(approval_id.to_owned())),
         };
         let (user_id, device_id, name) = (d.user_id.to_owned(), d.device_id.to_owned(), d.requester_name.map(str::to_owned));
+        let passkey = d.passkey_verified;
         self.write(move |c| {
-            let p: [&dyn ToSql; 8] = [&status, &user_id, &device_id, &now, &name, &handoff_hash, &handoff_expires_at, &*key];
+            let p: [&dyn ToSql; 9] = [&status, &user_id, &device_id, &now, &name, &handoff_hash, &handoff_expires_at, &*key, &passkey];
             Ok(c.prepare_cached(statement.lite)?.query_row(p, approval_row).optional()?)
         })
         .await

@@ -34,6 +34,7 @@ mod identities;
 mod memory;
 mod mfa;
 mod ops;
+mod passkeys;
 mod readers;
 mod sessions;
 mod writer;
@@ -118,6 +119,7 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
             handoff_hash,
             handoff_expires_at,
             handoff_used_at,
+            passkey_verified,
         }
     ))
 }
@@ -138,6 +140,8 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             expires_at,
             revoked_at,
             revoke_reason,
+            passkey_id,
+            passkey_verified_at,
         }
     ))
 }

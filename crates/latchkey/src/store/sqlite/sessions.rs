@@ -61,6 +61,7 @@ impl SessionStore for SqliteStore {
                     last_ip,
                     trusted_until,
                     revoked_at,
+                    passkey_verified,
                 }
             ))
         })
