@@ -160,7 +160,7 @@ export async function watchedPage(context) {
   w.signIn = async (email, password, pathname, what) => {
     await page.getByLabel('E-mail').fill(email);
     await page.getByLabel('Password').fill(password);
-    return w.clickAndLand(page.getByRole('button', { name: 'Sign in' }), pathname, what);
+    return w.clickAndLand(page.getByRole('button', { name: 'Sign in', exact: true }), pathname, what);
   };
   w.cleanCsp = () => {
     check(w.cspViolations.length === 0, `the pages break their own CSP: ${w.cspViolations.join(' | ')}`);

@@ -167,7 +167,7 @@ async function run() {
       const signIn = async (pathname, what) => {
         await page.getByLabel('E-mail').fill(email);
         await page.getByLabel('Password').fill(password);
-        return land(page.getByRole('button', { name: 'Sign in' }), pathname, what);
+        return land(page.getByRole('button', { name: 'Sign in', exact: true }), pathname, what);
       };
 
       /** Opens the app's /login and checks the browser was sent through /oauth/authorize to Latchkey's /login. */

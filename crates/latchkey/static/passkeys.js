@@ -146,20 +146,21 @@
   }
 
   // --- approvals: a fresh passkey assertion before Approve ---------------------------------
-  Array.prototype.forEach.call(document.querySelectorAll("form[data-step-up]"), function (form) {
-    form.addEventListener("submit", function (ev) {
-      var submitter = ev.submitter;
-      if (form.getAttribute("data-stepped") === "yes") return;
-      if (submitter && submitter.value === "deny") return;
-      ev.preventDefault();
-      post("/passkeys/step-up/start").then(function (started) {
-        return navigator.credentials.get(requestOptions(started.options)).then(function (cred) {
-          return post("/passkeys/step-up/finish", { challenge_id: started.challenge_id, credential: assertion(cred) });
-        });
-      }).then(function () {
-        form.setAttribute("data-stepped", "yes");
-        if (form.requestSubmit && submitter) form.requestSubmit(submitter); else form.submit();
-      }).catch(function (e) { say(form, why(e)); });
-    });
+  // Delegated: /pair adds its Allow form when someone joins, after this script ran.
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!form.matches || !form.matches("form[data-step-up]")) return;
+    var submitter = ev.submitter;
+    if (form.getAttribute("data-stepped") === "yes") return;
+    if (submitter && submitter.value === "deny") return;
+    ev.preventDefault();
+    post("/passkeys/step-up/start").then(function (started) {
+      return navigator.credentials.get(requestOptions(started.options)).then(function (cred) {
+        return post("/passkeys/step-up/finish", { challenge_id: started.challenge_id, credential: assertion(cred) });
+      });
+    }).then(function () {
+      form.setAttribute("data-stepped", "yes");
+      if (form.requestSubmit && submitter) form.requestSubmit(submitter); else form.submit();
+    }).catch(function (e) { say(form, why(e)); });
   });
 })();

@@ -29,6 +29,10 @@
 //!   account that sign-in made, whose only identity cannot be unlinked; then, in a fresh browser,
 //!   signs in with a password, links Corp from `/account` and unlinks it. This test then checks
 //!   from the store that the identities are where the pages said.
+//! - `e2e/passkey.mjs` uses Chromium's DevTools virtual authenticator: adds a passkey on
+//!   `/account`, asks for step-up, logs out, signs in with "Sign in with a passkey" alone, then
+//!   approves a QR login whose Approve first asks for the passkey; this test checks the session,
+//!   the approval and the audit trail say so.
 //!
 //! Needs Chromium (`/usr/bin/chromium`, or `chromium` on `PATH`), Node and
 //! `e2e/node_modules/playwright-core` (`cd e2e && npm ci`). Without them each test prints
@@ -39,7 +43,7 @@ mod common;
 
 use base64::Engine;
 use common::totp::totp_at;
-use common::{PASSWORD, TestApp, s, spawn, spawn_with};
+use common::{PASSWORD, TestApp, s, spawn, spawn_localhost, spawn_with};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -724,4 +728,40 @@ async fn browser_signs_in_with_an_upstream_and_links_and_unlinks_it() {
     let audit = t.app.store.audit_for_user(&local.id, 50).await.unwrap();
     let kinds: Vec<&str> = audit.iter().map(|a| a.kind.as_str()).collect();
     assert!(kinds.contains(&"identity_linked") && kinds.contains(&"identity_unlinked"), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_adds_a_passkey_signs_in_with_it_and_steps_up_to_approve() {
+    let Some(tools) = tools_or_skip("passkey.mjs") else {
+        return;
+    };
+    let t = spawn_localhost(|_| {}).await;
+    let email = "passkey@example.com";
+    t.register(email).await;
+    let script = Script::start(&tools, &t, &[("EMAIL", email), ("PASSWORD", PASSWORD)]);
+    let (script, _) = script.wait_for_line("SIGNED_IN_WITH_PASSKEY").await;
+
+    let user = t.app.store.user_by_email(email).await.unwrap().unwrap();
+    let keys = t.app.store.passkeys_for_user(&user.id).await.unwrap();
+    assert_eq!(keys.len(), 1, "one passkey added from /account");
+    assert!(t.app.store.passkey_step_up(&user.id).await.unwrap(), "the account asked for step-up");
+    // The passkey sign-in is itself a fresh assertion; let it grow stale so that approving
+    // needs the page's step-up, then start a QR login from "another computer".
+    t.clock.advance(t.app.settings.passkeys.step_up_max_age_secs as i64 + 1);
+    let r = t.http.post(t.url("/api/v1/qr-logins")).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let qr: Value = r.json().await.unwrap();
+    let script = script.say(&format!("{} {}", s(&qr, "url"), s(&qr, "match_code"))).await;
+    let (script, _) = script.wait_for_line("APPROVED").await;
+    script.finish().await;
+
+    let approval = t.app.store.approval(&s(&qr, "id")).await.unwrap().unwrap();
+    assert!(approval.passkey_verified, "the approval records the step-up");
+    let audit = t.app.store.audit_for_user(&user.id, 50).await.unwrap();
+    let kinds: Vec<&str> = audit.iter().map(|a| a.kind.as_str()).collect();
+    for kind in ["passkey_added", "passkey_step_up_choice", "passkey_step_up", "qr_approved"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    let passkey_login = audit.iter().find(|a| a.kind == "login_succeeded" && a.detail.contains("passkey"));
+    assert!(passkey_login.is_some(), "{kinds:?}");
 }

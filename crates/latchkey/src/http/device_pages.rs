@@ -7,6 +7,7 @@ use super::web::{CsrfForm, Empty, PageError, PagePath, PageQuery, WebUser, asset
 use crate::service::approvals::RequesterFacts;
 use crate::service::device_grant;
 use crate::service::pairing::{self, PairingStatus};
+use crate::service::passkeys;
 use crate::service::{AppError, ClientMeta};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -70,6 +71,8 @@ struct DeviceConfirm {
     user_code: String,
     facts: RequesterFacts,
     ago: String,
+    /// Approve first asks for a passkey (step-up).
+    step_up: bool,
 }
 
 #[derive(Deserialize)]
@@ -96,7 +99,8 @@ async fn device_confirm(
 ) -> Result<DeviceConfirm, PageError> {
     let (_, facts) = device_grant::lookup(&s.app, &caller, &f.user_code, &meta).await.map_err(code_error)?;
     let ago = ago(facts.seconds_ago);
-    Ok(DeviceConfirm { csrf: f.csrf, user_code: f.user_code, facts, ago })
+    let step_up = passkeys::page_needs_step_up(&s.app, &caller).await?;
+    Ok(DeviceConfirm { csrf: f.csrf, user_code: f.user_code, facts, ago, step_up })
 }
 
 #[derive(Deserialize)]
@@ -142,6 +146,8 @@ struct PairPage {
     expires_in: i64,
     status: PairingStatus,
     ago: String,
+    /// Allow first asks for a passkey (step-up).
+    step_up: bool,
 }
 
 #[derive(Deserialize)]
@@ -158,7 +164,16 @@ async fn pair_create(
 ) -> Result<PairPage, PageError> {
     let created = pairing::create(&s.app, &caller, None, &meta).await.map_err(code_error)?;
     let status = pairing::status(&s.app, &caller, &created.id).await.map_err(code_error)?;
-    Ok(PairPage { csrf: f.csrf, id: created.id, code: Some(created.code), expires_in: status.expires_in, ago: String::new(), status })
+    let step_up = passkeys::page_needs_step_up(&s.app, &caller).await?;
+    Ok(PairPage {
+        csrf: f.csrf,
+        id: created.id,
+        code: Some(created.code),
+        expires_in: status.expires_in,
+        ago: String::new(),
+        status,
+        step_up,
+    })
 }
 
 async fn pair_view(
@@ -170,7 +185,8 @@ async fn pair_view(
     let (jar, csrf) = csrf_token(jar, &s);
     let status = pairing::status(&s.app, &caller, &id).await.map_err(code_error)?;
     let ago = status.requester.as_ref().map(|r| ago(r.seconds_ago)).unwrap_or_default();
-    Ok((jar, PairPage { csrf, id, code: None, expires_in: status.expires_in, status, ago }).into_response())
+    let step_up = passkeys::page_needs_step_up(&s.app, &caller).await?;
+    Ok((jar, PairPage { csrf, id, code: None, expires_in: status.expires_in, status, ago, step_up }).into_response())
 }
 
 /// What `/pair` polls to show who joined, live: JSON for its script, errors as problems.

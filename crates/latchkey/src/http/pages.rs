@@ -10,6 +10,7 @@ use crate::clock::rfc3339;
 use crate::service::auth::{self, LoginOutcome, PasswordLogin};
 use crate::service::authorize::{self, AppAccess};
 use crate::service::devices::{self, DeviceView};
+use crate::service::passkeys::{self, StepUpRule};
 use crate::service::sessions;
 use crate::service::upstream_login::{self, IdentityView};
 use crate::service::{AppError, ClientMeta, accounts, audit};
@@ -45,13 +46,15 @@ struct LoginPage {
     /// `(id, display name)` of each "Sign in with …".
     upstreams: Vec<(String, String)>,
     next_encoded: String,
+    /// "Sign in with a passkey" is offered (the server is a relying party).
+    passkeys: bool,
 }
 
 impl LoginPage {
     fn new(s: &AppState, csrf: String, next: String, email: String, error: Option<String>) -> Self {
         let upstreams = s.app.upstreams.all().iter().map(|u| (u.id().to_owned(), u.display_name().to_owned())).collect();
         let next_encoded = urlencode(&next);
-        Self { csrf, next, email, error, upstreams, next_encoded }
+        Self { csrf, next, email, error, upstreams, next_encoded, passkeys: s.app.webauthn.is_some() }
     }
 }
 
@@ -165,7 +168,18 @@ struct AccountPage {
     identities: Vec<IdentityView>,
     /// `(id, display name)` of the upstreams not linked yet.
     linkable: Vec<(String, String)>,
+    passkeys: Vec<PasskeyItem>,
+    passkeys_available: bool,
+    step_up: StepUpRule,
     events: Vec<EventView>,
+}
+
+struct PasskeyItem {
+    id: String,
+    name: String,
+    added: String,
+    last_used: String,
+    synced: bool,
 }
 
 async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): WebUser) -> Result<Response, PageError> {
@@ -174,12 +188,39 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
     let apps = authorize::apps_with_access(&s.app, &caller).await?;
     let identities = upstream_login::identities(&s.app, &caller).await?;
     let linkable = upstream_login::linkable(&s.app, &identities);
+    let passkeys = passkeys::list(&s.app, &caller)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyItem {
+            added: rfc3339(p.created_at),
+            last_used: p.last_used_at.map_or_else(|| "never used".to_owned(), |t| format!("last used {}", rfc3339(t))),
+            synced: p.backup_eligible,
+            id: p.id,
+            name: p.name,
+        })
+        .collect();
+    let step_up = passkeys::step_up_rule(&s.app, &caller).await?;
     let events = audit::for_user(&s.app, &caller, 20).await?;
     let (jar, csrf) = csrf_token(jar, &s);
     let events =
         events.into_iter().map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() }).collect();
     let email = user.email.unwrap_or_else(|| "an account without e-mail".into());
-    let page = (jar, AccountPage { csrf, email, devices, apps, identities, linkable, events }).into_response();
+    let page = (
+        jar,
+        AccountPage {
+            csrf,
+            email,
+            devices,
+            apps,
+            identities,
+            linkable,
+            passkeys,
+            passkeys_available: s.app.webauthn.is_some(),
+            step_up,
+            events,
+        },
+    )
+        .into_response();
     Ok(allow_upstream_targets(page, &s))
 }
 

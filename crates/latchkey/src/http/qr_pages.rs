@@ -66,6 +66,8 @@ struct PhonePage {
     csrf: String,
     view: PhoneView,
     ago: String,
+    /// Approve first asks for a passkey (step-up).
+    step_up: bool,
 }
 
 async fn phone_page(
@@ -84,7 +86,8 @@ async fn phone_page(
     })?;
     let (jar, csrf) = csrf_token(jar, &s);
     let ago = super::device_pages::ago(view.requester.seconds_ago);
-    Ok((jar, PhonePage { csrf, view, ago }).into_response())
+    let step_up = crate::service::passkeys::page_needs_step_up(&s.app, &caller).await?;
+    Ok((jar, PhonePage { csrf, view, ago, step_up }).into_response())
 }
 
 #[derive(Deserialize)]

@@ -406,17 +406,29 @@ pub async fn finish_step_up(
 /// the account's choice), and whether the caller has one: `Ok(true)` when the caller proved a
 /// passkey within `passkeys.step_up_max_age_secs`, `Ok(false)` when none is needed or fresh.
 pub async fn approval_step_up(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<bool> {
-    let fresh = passkey::step_up_fresh(caller.passkey_verified_at, app.now(), app.settings.passkeys.step_up_max_age_secs as i64);
-    if fresh {
+    if fresh_step_up(app, caller) {
         return Ok(true);
     }
-    if app.settings.passkeys.require_for_approvals || app.store.passkey_step_up(&caller.user_id).await? {
+    if step_up_required(app, caller).await? {
         Audit::new(AuditKind::StepUpRefused).user(&caller.user_id).device(&caller.device_id).meta(meta).record(app).await?;
         return Err(AppError::Forbidden(
             "confirm with your passkey first: approving a new device needs a passkey assertion from the last few minutes".into(),
         ));
     }
     Ok(false)
+}
+
+fn fresh_step_up(app: &App, caller: &Caller) -> bool {
+    passkey::step_up_fresh(caller.passkey_verified_at, app.now(), app.settings.passkeys.step_up_max_age_secs as i64)
+}
+
+async fn step_up_required(app: &App, caller: &Caller) -> AppResult<bool> {
+    Ok(app.settings.passkeys.require_for_approvals || app.store.passkey_step_up(&caller.user_id).await?)
+}
+
+/// Whether an approval page must ask for a passkey before Approve: required, and not fresh.
+pub async fn page_needs_step_up(app: &App, caller: &Caller) -> AppResult<bool> {
+    Ok(!fresh_step_up(app, caller) && step_up_required(app, caller).await?)
 }
 
 // --- the account's passkeys ------------------------------------------------------------------
