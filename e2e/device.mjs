@@ -7,6 +7,11 @@
 //     [DEVICE_NAME="Browser-approved TV"] [HANDSHAKE=1] [SCREENSHOT_DIR=/tmp/shots] \
 //     [CHROMIUM=/usr/bin/chromium] node e2e/device.mjs
 //
+// With FORWARDED_FOR=<address> the browser's requests carry `X-Forwarded-For` (the server trusts
+// 127.0.0.1 as a proxy), so it is on another network than the device, whose address REQUESTER_IP
+// names: the screen must warn, and Approve must not go through until "I started this on a device
+// in front of me" is ticked (Deny needs no tick).
+//
 // With HANDSHAKE=1 the script prints `FORM_SHOWN` once the code form is on screen and waits for
 // a line on stdin before it goes on, so that the caller can check that merely opening the link
 // approved nothing. Exits 0 when every check holds; otherwise prints why and exits 1. Run by
@@ -25,12 +30,14 @@ async function run() {
   const userCode = env('USER_CODE');
   const deviceName = env('DEVICE_NAME', 'Browser-approved TV');
   const handshake = process.env.HANDSHAKE === '1';
+  const forwardedFor = process.env.FORWARDED_FOR || '';
+  const requesterIp = env('REQUESTER_IP', '127.0.0.1');
   const shots = await screenshotDir();
   check(link.startsWith(`${base}/device?`), `VERIFICATION_URI_COMPLETE ${link} is not ${base}/device?…`);
 
   await withBrowser(async (browser) => {
     // Approving happens on the phone in your hand: the whole walk is on a phone-sized screen.
-    const context = await browser.newContext({ viewport: PHONE });
+    const context = await browser.newContext({ viewport: PHONE, extraHTTPHeaders: forwardedFor ? { 'X-Forwarded-For': forwardedFor } : {} });
     const w = await watchedPage(context);
     const { page, history, clickAndLand } = w;
 
@@ -74,7 +81,17 @@ async function run() {
     const app = await fact('App');
     check(app === 'Latchkey CLI', `App is "${app}", not "Latchkey CLI"`);
     const ip = await fact('Network address');
-    check(ip === '127.0.0.1', `Network address is "${ip}", not "127.0.0.1"`);
+    check(ip === requesterIp, `Network address is "${ip}", not "${requesterIp}"`);
+    const warning = page.locator('p.warning');
+    const tick = page.getByLabel('I started this on a device in front of me');
+    if (forwardedFor) {
+      check(await warning.isVisible(), 'no different-network warning on the confirmation screen');
+      const says = (await warning.textContent()).replace(/\s+/g, ' ');
+      check(says.includes('different network') && says.includes(requesterIp), `the warning says "${says}"`);
+      check((await tick.count()) === 1, 'no "I started this on a device in front of me" checkbox');
+    } else {
+      check((await warning.count()) === 0 && (await tick.count()) === 0, 'a warning or tick on a same-network request');
+    }
 
     // Approve and Deny: side by side, the same size, neither one bigger to nudge the choice.
     const approve = page.getByRole('button', { name: 'Approve', exact: true });
@@ -93,6 +110,15 @@ async function run() {
 
     // 4. Name it and approve.
     await page.getByLabel(/Name this device/).fill(deviceName);
+    if (forwardedFor) {
+      // Approve without the tick: the browser keeps the form (the field is required).
+      const before = w.navs.length;
+      await approve.click();
+      await page.waitForTimeout(300);
+      check(w.navs.length === before, `Approve went through without the tick: ${history(before)}`);
+      check(await tick.evaluate((el) => !el.checkValidity()), 'the unticked box is not flagged as required');
+      await tick.check();
+    }
     const done = await clickAndLand(approve, '/device/decision', 'approving');
     check(done.status() === 200, `POST /device/decision answered ${done.status()}`);
     const said = (await page.locator('main').textContent()).trim();

@@ -22,7 +22,9 @@
 //! in it), `LOAD_PG=0` leaves PostgreSQL out; an unreachable database is reported and skipped.
 //! Then (issue 11) authorization-code exchanges (id_tokens RS256 and EdDSA) and userinfo beside
 //! the peer copied to `bench/peer/` with a code flow (`cd bench/peer && npm ci` first);
-//! `LOAD_ONLY=codes` runs that part alone.
+//! `LOAD_ONLY=codes` runs that part alone. Last (issue 13), passkey sign-ins (a software
+//! authenticator in this process answering each challenge) beside password logins on one server;
+//! `LOAD_ONLY=passkeys` runs that part alone.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::collections::BTreeMap;
@@ -38,6 +40,11 @@ use std::time::{Duration, Instant};
 mod codes;
 #[path = "../tests/common/listen.rs"]
 mod listen;
+#[path = "../tests/common/passkey.rs"]
+#[allow(dead_code)]
+mod passkey;
+#[path = "support/passkeys.rs"]
+mod passkeys;
 #[path = "support/proc.rs"]
 mod proc;
 use proc::*;
@@ -140,12 +147,26 @@ impl Server {
     /// A server on SQLite in a fresh data directory, or on the PostgreSQL database `database`
     /// (with `PG_SETTINGS` besides the usual ones).
     fn start_on(database: Option<&str>) -> Server {
+        Server::start_full(database, "127.0.0.1:0", &[])
+    }
+
+    /// A server on SQLite whose public URL is `http://localhost:<port>` (passkeys need a host
+    /// name for their relying party), listening on 127.0.0.1 at a port the OS picked a moment before.
+    fn start_localhost() -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let mut server =
+            Server::start_full(None, &format!("127.0.0.1:{port}"), &[("LATCHKEY_SERVER__PUBLIC_URL", format!("http://localhost:{port}"))]);
+        server.base = format!("http://localhost:{port}");
+        server
+    }
+
+    fn start_full(database: Option<&str>, listen: &str, extra: &[(&str, String)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let log = dir.path().join("server.stderr");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(&data);
+        cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(&data);
         if let Some(url) = database {
             cmd.arg("--database").arg(url);
         }
@@ -158,6 +179,7 @@ impl Server {
         if database.is_some() {
             cmd.envs(PG_SETTINGS.iter().copied());
         }
+        cmd.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
         cmd.envs(SERVER_SETTINGS.iter().copied())
             .env("LATCHKEY_LOG__LEVEL", "warn")
             .stdin(Stdio::null())
@@ -1493,6 +1515,12 @@ async fn main() {
         println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
         return;
     }
+    // `LOAD_ONLY=passkeys`: only the passkey part (issue 13), under a minute.
+    if std::env::var("LOAD_ONLY").is_ok_and(|v| v == "passkeys") {
+        passkeys::run(&http).await;
+        println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
+        return;
+    }
 
     // 1. The argon2 bound, before the server starts so nothing competes with it.
     println!("\n[argon2] {cpus} threads hashing with argon2id m={ARGON_M_KIB} KiB t={ARGON_T} p={ARGON_P} for {ARGON_SECS} s ...");
@@ -2049,6 +2077,7 @@ async fn main() {
 
     // 10. Apps signing in (issue 11): code exchanges and userinfo, beside the peer's.
     codes::run(&http).await;
+    passkeys::run(&http).await;
 
     // 11. The recorded peer figures, Rauthy included (it cannot be rerun from here).
     let peers_path = std::env::var("PEER_FIGURES").unwrap_or_else(|_| peer_dir.join("../FIGURES.md").display().to_string());

@@ -226,3 +226,35 @@ async fn single_use_races_spread_over_two_instances_have_one_winner() {
         .unwrap();
     assert_eq!(spread(&a, &b, "/api/v1/handoff", json!({ "handoff_code": st["handoff_code"], "secret": qr["secret"] }), false).await, 1);
 }
+
+/// A passkey added through one instance signs in through the other, each ceremony started on one
+/// and finished on the other: the ceremony state is in the shared database, not in a process.
+#[tokio::test]
+async fn passkey_ceremonies_cross_instances() {
+    if test_database_url().is_none() {
+        eprintln!("SKIPPED: TEST_DATABASE_URL not set; the two-instance tests need PostgreSQL");
+        return;
+    }
+    let tweak = |s: &mut latchkey::config::Settings| s.server.public_url = Some("http://localhost:8443".into());
+    let a = spawn_with(tweak).await;
+    let b = spawn_beside(&a, tweak).await;
+    // Both are the relying party of the one public name, whichever of them a request reaches.
+    let mut key = passkey::SoftKey::new("http://localhost:8443");
+    let at = s(&phone(&a).await, "access_token");
+    let started: Value = a.post_json_auth("/api/v1/passkeys/register/start", &at, json!({})).await.json().await.unwrap();
+    let credential = key.register(&started["options"]).await;
+    let r = b
+        .post_json_auth(
+            "/api/v1/passkeys/register/finish",
+            &at,
+            json!({ "challenge_id": started["challenge_id"], "credential": credential }),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let started: Value = b.post_json("/api/v1/passkeys/login/start", json!({})).await.json().await.unwrap();
+    let credential = key.sign(&started["options"]).await;
+    let body = json!({ "challenge_id": started["challenge_id"], "credential": credential });
+    let r = a.post_json("/api/v1/passkeys/login/finish", body.clone()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(b.post_json("/api/v1/passkeys/login/finish", body).await.status(), 400, "taken once, whichever instance");
+}

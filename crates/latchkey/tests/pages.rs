@@ -366,6 +366,37 @@ async fn browser_approves_a_device_code_from_its_link() {
     assert!(!kinds.contains(&"device_code_wrong"), "{kinds:?}");
 }
 
+/// A code typed on a device elsewhere (another network): the screen warns with the device's
+/// address, and Approve needs "I started this on a device in front of me".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_is_warned_about_a_device_on_another_network() {
+    let Some(tools) = tools_or_skip("device.mjs") else {
+        return;
+    };
+    let t = spawn_with(|s| {
+        s.device.interval_secs = 1;
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let email = "far@example.com";
+    t.register(email).await;
+    let r =
+        t.http.post(t.url("/oauth/device_authorization")).header("x-forwarded-for", "198.51.100.7").form(&[("client_id", "latchkey-cli")]);
+    let grant: Value = r.send().await.unwrap().json().await.unwrap();
+    let (user_code, device_code, link) = (s(&grant, "user_code"), s(&grant, "device_code"), s(&grant, "verification_uri_complete"));
+    let vars = [
+        ("EMAIL", email),
+        ("PASSWORD", PASSWORD),
+        ("VERIFICATION_URI_COMPLETE", link.as_str()),
+        ("USER_CODE", user_code.as_str()),
+        ("FORWARDED_FOR", "203.0.113.77"),
+        ("REQUESTER_IP", "198.51.100.7"),
+    ];
+    Script::start(&tools, &t, &vars).finish().await;
+    let tokens = poll_for_tokens(&t, &device_code).await;
+    assert!(tokens["access_token"].is_string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_shows_a_pairing_code_and_allows_who_joined() {
     let Some(tools) = tools_or_skip("pair.mjs") else {

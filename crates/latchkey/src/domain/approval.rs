@@ -164,6 +164,16 @@ pub fn transition(status: Status, expires_at: i64, now: i64, t: Transition) -> R
     }
 }
 
+/// Whether two addresses look like one network: the same IPv4 /24 or IPv6 /64. What the
+/// approval screens warn about when a requester is elsewhere (a phished code is typed far away).
+pub fn same_network(a: &str, b: &str) -> bool {
+    match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+        (Ok(std::net::IpAddr::V4(x)), Ok(std::net::IpAddr::V4(y))) => x.octets()[..3] == y.octets()[..3],
+        (Ok(std::net::IpAddr::V6(x)), Ok(std::net::IpAddr::V6(y))) => x.segments()[..4] == y.segments()[..4],
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,11 +25,15 @@ pub struct ApproveUserCode {
     pub user_code: String,
     /// A name for the new device; it keeps its own otherwise.
     pub device_name: Option<String>,
+    /// "I started this on a device in front of me": required (`true`) when the device asking is
+    /// on another network than this caller (the answer's `same_network` is false); 400 otherwise.
+    #[serde(default)]
+    pub in_front_of_me: bool,
 }
 
 /// Approve a device-grant request by its user code, as the calling account.
 #[utoipa::path(post, path = "/api/v1/device-grants/approve", tag = "device authorization", security(("bearer" = [])), request_body = ApproveUserCode,
-    responses((status = 200, body = RequesterFacts), (status = 400, description = "the code is not valid (one message for wrong, expired and used codes)"),
+    responses((status = 200, body = RequesterFacts), (status = 400, description = "the code is not valid (one message for wrong, expired and used codes), or the device is on another network and `in_front_of_me` was not given"),
         (status = 429, description = "too many wrong codes")))]
 pub async fn approve_user_code(
     State(s): State<AppState>,
@@ -37,7 +41,7 @@ pub async fn approve_user_code(
     AuthUser(caller): AuthUser,
     ApiJson(req): ApiJson<ApproveUserCode>,
 ) -> Result<Json<RequesterFacts>, ApiError> {
-    Ok(Json(device_grant::decide(&s.app, &caller, &req.user_code, true, req.device_name.as_deref(), &meta).await?))
+    Ok(Json(device_grant::decide(&s.app, &caller, &req.user_code, true, req.device_name.as_deref(), req.in_front_of_me, &meta).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -55,5 +59,5 @@ pub async fn deny_user_code(
     AuthUser(caller): AuthUser,
     ApiJson(req): ApiJson<DenyUserCode>,
 ) -> Result<Json<RequesterFacts>, ApiError> {
-    Ok(Json(device_grant::decide(&s.app, &caller, &req.user_code, false, None, &meta).await?))
+    Ok(Json(device_grant::decide(&s.app, &caller, &req.user_code, false, None, false, &meta).await?))
 }

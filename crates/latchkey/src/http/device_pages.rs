@@ -108,6 +108,8 @@ struct DecisionForm {
     user_code: String,
     decision: String,
     device_name: Option<String>,
+    /// The "in front of me" checkbox: present when ticked.
+    in_front: Option<String>,
 }
 
 async fn device_decision(
@@ -118,7 +120,7 @@ async fn device_decision(
 ) -> Result<Response, PageError> {
     let approve = decision(&f.decision).ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, "Choose Approve or Deny."))?;
     let name = f.device_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    device_grant::decide(&s.app, &caller, &f.user_code, approve, name, &meta).await.map_err(code_error)?;
+    device_grant::decide(&s.app, &caller, &f.user_code, approve, name, f.in_front.is_some(), &meta).await.map_err(code_error)?;
     Ok(done(if approve {
         "Device approved. It will be signed in within a few seconds; you can close this page."
     } else {

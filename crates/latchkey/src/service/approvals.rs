@@ -87,9 +87,15 @@ pub struct RequesterFacts {
     /// What the new device calls itself: its own claim, not an observation.
     pub claimed_name: Option<String>,
     pub state: State,
+    /// Whether the requester and the approver look like one network (IPv4 /24, IPv6 /64); absent
+    /// where the approver's address is not part of the view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_network: Option<bool>,
 }
 
-pub async fn facts(app: &App, a: &ApprovalRow) -> AppResult<RequesterFacts> {
+/// What the approver is shown; `approver_ip` (the address the approver's request came from) adds
+/// the same-network indication.
+pub async fn facts(app: &App, a: &ApprovalRow, approver_ip: Option<&str>) -> AppResult<RequesterFacts> {
     let now = app.now();
     let client_name = clients::lookup(app, &a.client_id).await?.map(|c| c.name).unwrap_or_else(|| a.client_id.clone());
     let ua = user_agent::parse(&a.requester_ua);
@@ -105,6 +111,7 @@ pub async fn facts(app: &App, a: &ApprovalRow) -> AppResult<RequesterFacts> {
         expires_in: (a.expires_at - now).max(0),
         claimed_name: a.requester_name.clone(),
         state: state(a, now),
+        same_network: approver_ip.map(|ip| approval::same_network(&a.requester_ip, ip)),
     })
 }
 

@@ -94,7 +94,7 @@ pub async fn lookup(app: &App, caller: &Caller, raw_code: &str, meta: &ClientMet
     let now = app.now();
     match found {
         Some(a) if approvals::state(&a, now) == approvals::State::Pending && a.user_id.as_deref().is_none_or(|u| u == caller.user_id) => {
-            let facts = approvals::facts(app, &a).await?;
+            let facts = approvals::facts(app, &a, Some(&meta.ip)).await?;
             Ok((a, facts))
         }
         _ => {
@@ -106,16 +106,25 @@ pub async fn lookup(app: &App, caller: &Caller, raw_code: &str, meta: &ClientMet
 }
 
 /// Approves or denies the request behind a user code, as the caller. One conditional write: a
-/// code is bound once, whoever races for it.
+/// code is bound once, whoever races for it. When the requester is on another network than the
+/// approver, approving needs `in_front`: the approver says the device is in front of them (a
+/// phished code is typed by someone far away).
 pub async fn decide(
     app: &App,
     caller: &Caller,
     raw_code: &str,
     approve: bool,
     device_name: Option<&str>,
+    in_front: bool,
     meta: &ClientMeta,
 ) -> AppResult<RequesterFacts> {
-    let (a, _) = lookup(app, caller, raw_code, meta).await?;
+    let (a, facts) = lookup(app, caller, raw_code, meta).await?;
+    if approve && facts.same_network == Some(false) && !in_front {
+        return Err(AppError::BadRequest(format!(
+            "in_front_of_me: the device asking is on another network ({}); approve only if you started this on a device in front of you, and say so",
+            a.requester_ip
+        )));
+    }
     let name = device_name.map(crate::domain::device::parse_name).transpose()?;
     let hmac = a.user_code_hmac.clone().unwrap_or_default();
     let decision = Decision {
@@ -129,5 +138,5 @@ pub async fn decide(
     };
     let reason = if approve { "approved" } else { "denied" };
     let decided = approvals::decide(app, caller, decision, reason, meta).await?.ok_or_else(generic_failure)?;
-    approvals::facts(app, &decided).await
+    approvals::facts(app, &decided, Some(&meta.ip)).await
 }

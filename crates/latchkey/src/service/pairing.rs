@@ -148,7 +148,7 @@ pub async fn status(app: &App, caller: &Caller, id: &str) -> AppResult<PairingSt
     };
     let (state, requester, expires_at) = match approval {
         Some(a) => {
-            let facts = approvals::facts(app, &a).await?;
+            let facts = approvals::facts(app, &a, None).await?;
             (facts.state.as_str().to_owned(), Some(facts), a.expires_at)
         }
         None if now >= code.expires_at => ("expired".to_owned(), None, code.expires_at),

@@ -166,13 +166,7 @@ pub struct PhoneView {
     pub match_choices: Vec<String>,
 }
 
-pub fn same_network(a: &str, b: &str) -> bool {
-    match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
-        (Ok(std::net::IpAddr::V4(x)), Ok(std::net::IpAddr::V4(y))) => x.octets()[..3] == y.octets()[..3],
-        (Ok(std::net::IpAddr::V6(x)), Ok(std::net::IpAddr::V6(y))) => x.segments()[..4] == y.segments()[..4],
-        _ => false,
-    }
-}
+pub use crate::domain::approval::same_network;
 
 /// Three distinct numbers including the right one, in an order derived from the login (stable
 /// across reloads, so looking twice does not reveal which one stays).
@@ -208,7 +202,7 @@ pub async fn scan(app: &App, caller: &Caller, id: &str, meta: &ClientMeta) -> Ap
         id: a.id.clone(),
         same_network: same_network(&a.requester_ip, &meta.ip),
         match_choices: choices(app, &a),
-        requester: approvals::facts(app, &a).await?,
+        requester: approvals::facts(app, &a, None).await?,
     })
 }
 

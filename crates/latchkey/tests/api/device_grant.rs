@@ -410,3 +410,53 @@ async fn the_grant_is_audited_at_each_step_and_dies_with_its_approver() {
     t.clock.advance(2);
     assert_eq!(t.poll(&s(&d, "device_code")).await.json::<Value>().await.unwrap()["error"], "access_denied");
 }
+
+/// The approval says whether the device asking is on the approver's network; when it is not,
+/// approving needs the approver to say the device is in front of them (a phished code is
+/// typed far away), and denying never does.
+#[tokio::test]
+async fn approving_a_device_on_another_network_needs_in_front_of_me() {
+    let t = spawn_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    t.register("ann@example.com").await;
+    let phone = s(&t.login("ann@example.com", "Phone").await, "access_token");
+    let approve = |code: String, xff: &'static str, body: Value| {
+        let mut body = body;
+        body["user_code"] = json!(code);
+        t.http.post(t.url("/api/v1/device-grants/approve")).bearer_auth(&phone).header("x-forwarded-for", xff).json(&body).send()
+    };
+    // Asked from 203.0.113.9, approved from 203.0.113.77: one /24, no tick needed.
+    let near =
+        t.http.post(t.url("/oauth/device_authorization")).header("x-forwarded-for", "203.0.113.9").form(&[("client_id", "latchkey-cli")]);
+    let near: Value = near.send().await.unwrap().json().await.unwrap();
+    let r = approve(s(&near, "user_code"), "203.0.113.77", json!({})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["same_network"], true);
+
+    // Asked from 198.51.100.7: refused without the tick, saying why; approved with it.
+    let far =
+        t.http.post(t.url("/oauth/device_authorization")).header("x-forwarded-for", "198.51.100.7").form(&[("client_id", "latchkey-cli")]);
+    let far: Value = far.send().await.unwrap().json().await.unwrap();
+    let r = approve(s(&far, "user_code"), "203.0.113.77", json!({})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("in_front_of_me") && text.contains("198.51.100.7"), "{text}");
+    let r = approve(s(&far, "user_code"), "203.0.113.77", json!({ "in_front_of_me": true })).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let facts: Value = r.json().await.unwrap();
+    assert_eq!((facts["same_network"].clone(), facts["ip"].clone()), (json!(false), json!("198.51.100.7")));
+
+    // Denying a far request needs no tick.
+    let far2 =
+        t.http.post(t.url("/oauth/device_authorization")).header("x-forwarded-for", "198.51.100.8").form(&[("client_id", "latchkey-cli")]);
+    let far2: Value = far2.send().await.unwrap().json().await.unwrap();
+    let r = t
+        .http
+        .post(t.url("/api/v1/device-grants/deny"))
+        .bearer_auth(&phone)
+        .header("x-forwarded-for", "203.0.113.77")
+        .json(&json!({ "user_code": s(&far2, "user_code") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -256,11 +256,16 @@ async fn removing_passkeys_keeps_a_way_in_and_can_end_their_sessions() {
     let r = t.http.patch(t.url("/api/v1/passkeys/nope")).bearer_auth(&at).json(&json!({ "name": "x" })).send().await.unwrap();
     assert_eq!(r.status(), 404);
 
-    // Forgetting every device leaves the passkeys alone (and is audited as always).
+    // Forgetting every device, and setting (then changing) a password, leave the passkeys alone;
+    // both are audited as always.
     let r = t.http.delete(t.url("/api/v1/devices/trust")).bearer_auth(&at).send().await.unwrap();
     assert!(r.status().is_success());
+    let r = t.post_json_auth("/api/v1/password", &at, json!({ "new_password": "a new password here", "end_other_sessions": true })).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     assert_eq!(passkey_count(&t, &at).await, 1);
-    assert_eq!(sign_in(&t, &mut second).await.status(), 200);
+    assert_eq!(sign_in(&t, &mut second).await.status(), 200, "the passkey still signs in after the password change");
+    let kinds = audit_kinds(&t).await;
+    assert!(kinds.iter().any(|(k, _)| k == "trust_revoked") && kinds.iter().any(|(k, _)| k == "password_changed"));
 }
 
 #[tokio::test]
