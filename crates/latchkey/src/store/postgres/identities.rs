@@ -43,18 +43,6 @@ impl IdentityStore for PgStore {
     }
 
     async fn unlink_identity(&self, user_id: &str, id: &str) -> StoreResult<Unlinked> {
-        let mut tx = self.pool.begin().await?;
-        // The account's row lock makes two removals at once take turns; the second statement
-        // (a fresh snapshot under READ COMMITTED) then counts what the first left.
-        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user_id).fetch_optional(&mut *tx).await?;
-        let removed = sqlx::query(sql::UNLINK_IDENTITY.pg).bind(id).bind(user_id).execute(&mut *tx).await?.rows_affected() == 1;
-        let outcome = if removed {
-            Unlinked::Removed
-        } else {
-            let mine: Vec<IdentityRow> = sqlx::query_as(sql::IDENTITIES_FOR_USER.pg).bind(user_id).fetch_all(&mut *tx).await?;
-            if mine.iter().any(|r| r.id == id) { Unlinked::LastWayIn } else { Unlinked::NotFound }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        self.remove_way_in(sql::UNLINK_IDENTITY, sql::OWNS_IDENTITY, user_id, id).await
     }
 }

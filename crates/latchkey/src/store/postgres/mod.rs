@@ -61,6 +61,24 @@ async fn xact_lock(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, class: i
 }
 
 impl PgStore {
+    /// Removes one way in (an identity or a passkey: `delete` takes `$1` its id, `$2` the
+    /// account) unless it is the account's last; `owns` tells a refusal from a row that is not
+    /// the account's. The account's row lock makes two removals at once take turns; the second
+    /// statement (a fresh snapshot under READ COMMITTED) then counts what the first left.
+    async fn remove_way_in(&self, delete: sql::Sql, owns: sql::Sql, user_id: &str, id: &str) -> StoreResult<Unlinked> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user_id).fetch_optional(&mut *tx).await?;
+        let removed = sqlx::query(delete.pg).bind(id).bind(user_id).execute(&mut *tx).await?.rows_affected() == 1;
+        let outcome = if removed {
+            Unlinked::Removed
+        } else {
+            let mine: i64 = sqlx::query_scalar(owns.pg).bind(id).bind(user_id).fetch_one(&mut *tx).await?;
+            if mine > 0 { Unlinked::LastWayIn } else { Unlinked::NotFound }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
     /// Connects to `url` (`postgres://…`; `options=-c search_path=…` picks a schema) and applies
     /// the migrations.
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {

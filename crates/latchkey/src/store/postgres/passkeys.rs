@@ -39,18 +39,7 @@ impl PasskeyStore for PgStore {
     }
 
     async fn remove_passkey(&self, user_id: &str, id: &str) -> StoreResult<Unlinked> {
-        let mut tx = self.pool.begin().await?;
-        // The account's row lock makes two removals at once take turns (as for identities).
-        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user_id).fetch_optional(&mut *tx).await?;
-        let removed = sqlx::query(sql::REMOVE_PASSKEY.pg).bind(id).bind(user_id).execute(&mut *tx).await?.rows_affected() == 1;
-        let outcome = if removed {
-            Unlinked::Removed
-        } else {
-            let mine: Vec<PasskeyRow> = sqlx::query_as(sql::PASSKEYS_FOR_USER.pg).bind(user_id).fetch_all(&mut *tx).await?;
-            if mine.iter().any(|r| r.id == id) { Unlinked::LastWayIn } else { Unlinked::NotFound }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        self.remove_way_in(sql::REMOVE_PASSKEY, sql::OWNS_PASSKEY, user_id, id).await
     }
 
     async fn mark_session_passkey(&self, session_id: &str, now: i64) -> StoreResult<bool> {

@@ -30,16 +30,12 @@ pub const IDENTITIES_FOR_USER: Sql =
     sql!(concat!("SELECT ", identity_cols!(), " FROM identities WHERE user_id = $1 ORDER BY created_at, id"));
 /// A sign-in through a linked identity: when, and what e-mail the upstream says now (`$3`).
 pub const TOUCH_IDENTITY: Sql = sql!("UPDATE identities SET last_used_at = $1, email = $3 WHERE id = $2");
-/// Removes one identity of `$2` unless it is the account's last way in (the rule of
-/// `domain::linking::may_unlink`): no password, no passkey and no other identity. The
-/// caller holds the account's lock (PostgreSQL) or the one writer (SQLite),
-/// so two removals at once cannot each leave the other as the last.
-pub const UNLINK_IDENTITY: Sql = sql!(
-    "DELETE FROM identities WHERE id = $1 AND user_id = $2 AND (\
-     EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.password_hash IS NOT NULL) \
-     OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = $2) \
-     OR (SELECT COUNT(*) FROM identities o WHERE o.user_id = $2) > 1)"
-);
+/// Removes one identity of `$2` unless it is the account's last way in ([`ways_in!`]). The
+/// caller holds the account's lock (PostgreSQL) or the one writer (SQLite), so two removals at
+/// once cannot each leave the other as the last.
+pub const UNLINK_IDENTITY: Sql = sql!(concat!("DELETE FROM identities WHERE id = $1 AND user_id = $2 AND ", ways_in!(), " > 1"));
+/// Whether identity `$1` is `$2`'s: a refused removal says "last way in", else "not found".
+pub const OWNS_IDENTITY: Sql = sql!("SELECT COUNT(*) FROM identities WHERE id = $1 AND user_id = $2");
 pub const INSERT_UPSTREAM_STATE: Sql =
     sql!(concat!("INSERT INTO upstream_states (", upstream_state_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"));
 /// The one conditional write that takes a state: live, and gone for any second callback.

@@ -394,6 +394,15 @@ pub const REFRESH_BY_HASH: Sql = sql!(concat!("SELECT ", refresh_cols!(), " FROM
 // Apps signing their users in: authorization codes and consents.
 mod grants;
 pub use grants::*;
+/// How many ways in account `$2` has: a password, linked identities, passkeys. Removing one of
+/// them is allowed only while this is above 1 (`domain::linking::may_unlink`).
+macro_rules! ways_in {
+    () => {
+        "((SELECT COUNT(*) FROM users u WHERE u.id = $2 AND u.password_hash IS NOT NULL) \
+         + (SELECT COUNT(*) FROM identities i WHERE i.user_id = $2) \
+         + (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = $2))"
+    };
+}
 mod identities;
 pub use identities::*;
 mod passkeys;

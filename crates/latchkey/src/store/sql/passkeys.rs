@@ -46,15 +46,9 @@ pub const USE_PASSKEY: Sql = sql!(
      WHERE id = $5 AND (counter < $2 OR (counter = 0 AND $2 = 0))"
 );
 pub const RENAME_PASSKEY: Sql = sql!("UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3");
-/// Removes one passkey of `$2` unless it is the account's last way in: no password, no upstream
-/// identity and no other passkey (the rule of `domain::linking::may_unlink`). The caller holds
-/// the account's lock (PostgreSQL) or the one writer (SQLite), as for [`UNLINK_IDENTITY`].
-pub const REMOVE_PASSKEY: Sql = sql!(
-    "DELETE FROM passkeys WHERE id = $1 AND user_id = $2 AND (\
-     EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.password_hash IS NOT NULL) \
-     OR EXISTS (SELECT 1 FROM identities i WHERE i.user_id = $2) \
-     OR (SELECT COUNT(*) FROM passkeys o WHERE o.user_id = $2) > 1)"
-);
+/// Removes one passkey of `$2` unless it is the account's last way in, as [`UNLINK_IDENTITY`].
+pub const REMOVE_PASSKEY: Sql = sql!(concat!("DELETE FROM passkeys WHERE id = $1 AND user_id = $2 AND ", ways_in!(), " > 1"));
+pub const OWNS_PASSKEY: Sql = sql!("SELECT COUNT(*) FROM passkeys WHERE id = $1 AND user_id = $2");
 pub const INSERT_PASSKEY_CHALLENGE: Sql =
     sql!(concat!("INSERT INTO passkey_challenges (", passkey_challenge_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"));
 /// The one conditional write that takes a ceremony's state: for its purpose, live, and gone for

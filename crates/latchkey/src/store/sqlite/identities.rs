@@ -68,15 +68,6 @@ impl IdentityStore for SqliteStore {
 
     async fn unlink_identity(&self, user_id: &str, id: &str) -> StoreResult<Unlinked> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        // The one writer serialises removals: the count the statement sees is the last word.
-        self.write(move |c| {
-            if c.prepare_cached(sql::UNLINK_IDENTITY.lite)?.execute([&id, &user_id])? == 1 {
-                return Ok(Unlinked::Removed);
-            }
-            let mine =
-                c.prepare_cached(sql::IDENTITIES_FOR_USER.lite)?.query_map([&user_id], identity_row)?.any(|r| r.is_ok_and(|r| r.id == id));
-            Ok(if mine { Unlinked::LastWayIn } else { Unlinked::NotFound })
-        })
-        .await
+        self.write(move |c| remove_way_in(c, sql::UNLINK_IDENTITY, sql::OWNS_IDENTITY, &user_id, &id)).await
     }
 }

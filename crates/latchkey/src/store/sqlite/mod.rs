@@ -84,6 +84,17 @@ macro_rules! text_column {
 text_column!(crate::domain::approval::Flow);
 text_column!(crate::domain::approval::Status);
 
+/// Removes one way in (an identity or a passkey: `delete` takes `$1` its id, `$2` the account)
+/// unless it is the account's last; `owns` tells a refusal from a row that is not the account's.
+/// The one writer serialises removals: the count the statement sees is the last word.
+fn remove_way_in(c: &Connection, delete: sql::Sql, owns: sql::Sql, user_id: &str, id: &str) -> StoreResult<Unlinked> {
+    if c.prepare_cached(delete.lite)?.execute([id, user_id])? == 1 {
+        return Ok(Unlinked::Removed);
+    }
+    let mine: i64 = c.prepare_cached(owns.lite)?.query_row([id, user_id], |r| r.get(0))?;
+    Ok(if mine > 0 { Unlinked::LastWayIn } else { Unlinked::NotFound })
+}
+
 fn insert_audit(c: &Connection, e: &AuditRow) -> StoreResult<()> {
     c.prepare_cached(sql::INSERT_AUDIT.lite)?.execute(sql::audit_values(e))?;
     Ok(())

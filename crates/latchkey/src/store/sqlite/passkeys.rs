@@ -62,16 +62,7 @@ impl PasskeyStore for SqliteStore {
 
     async fn remove_passkey(&self, user_id: &str, id: &str) -> StoreResult<Unlinked> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        // The one writer serialises removals: the count the statement sees is the last word.
-        self.write(move |c| {
-            if c.prepare_cached(sql::REMOVE_PASSKEY.lite)?.execute([&id, &user_id])? == 1 {
-                return Ok(Unlinked::Removed);
-            }
-            let mine =
-                c.prepare_cached(sql::PASSKEYS_FOR_USER.lite)?.query_map([&user_id], passkey_row)?.any(|r| r.is_ok_and(|r| r.id == id));
-            Ok(if mine { Unlinked::LastWayIn } else { Unlinked::NotFound })
-        })
-        .await
+        self.write(move |c| remove_way_in(c, sql::REMOVE_PASSKEY, sql::OWNS_PASSKEY, &user_id, &id)).await
     }
 
     async fn mark_session_passkey(&self, session_id: &str, now: i64) -> StoreResult<bool> {
