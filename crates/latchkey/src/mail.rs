@@ -13,11 +13,13 @@ pub struct Mail {
     pub html: String,
 }
 
+#[derive(Clone)]
 enum Sink {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Files(PathBuf),
 }
 
+#[derive(Clone)]
 pub struct Mailer {
     sink: Sink,
     from: Mailbox,

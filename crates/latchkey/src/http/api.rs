@@ -48,12 +48,17 @@ pub struct RegisterRequest {
     pub device: Option<DeviceInput>,
 }
 
+/// The answer to a registration with a password: the same whether or not the address already
+/// had an account (its owner is mailed instead), so that it tells nobody which addresses do.
 #[derive(Serialize, ToSchema)]
 pub struct AccountView {
-    pub id: String,
-    pub email: Option<String>,
-    pub created_at: String,
+    /// The address as it is stored (trimmed, the domain in lower case).
+    pub email: String,
+    pub message: &'static str,
 }
+
+const REGISTERED: &str =
+    "If this address had no account here, it has one now and you can sign in. If it had one, its owner has been told by e-mail.";
 
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
@@ -64,9 +69,10 @@ pub enum Registered {
 }
 
 /// Create an account (self-registration; operators can switch it off): with e-mail and
-/// password, or without a password from a device (`{device}`), which then gets its tokens.
+/// password, or without a password from a device (`{device}`), which then gets its tokens. With a
+/// password, an address that already has an account gets the same answer, and its owner a mail.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = RegisterRequest,
-    responses((status = 201, body = Registered), (status = 409, description = "e-mail taken"), (status = 422, description = "invalid e-mail or password"), (status = 429, description = "too many accounts from this IP")))]
+    responses((status = 201, body = Registered, description = "the same answer whether or not the address had an account"), (status = 422, description = "invalid e-mail or password"), (status = 429, description = "too many accounts from this IP")))]
 pub async fn register(
     State(s): State<AppState>,
     meta: ClientMeta,
@@ -75,11 +81,8 @@ pub async fn register(
     match req.password {
         Some(password) => {
             let email = req.email.ok_or(crate::domain::ParseError::new("email", "is required with a password"))?;
-            let u = accounts::register(&s.app, &email, password, &meta).await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(Registered::Account(AccountView { id: u.id, email: u.email, created_at: rfc3339(u.created_at) })),
-            ))
+            let email = accounts::register(&s.app, &email, password, &meta).await?;
+            Ok((StatusCode::CREATED, Json(Registered::Account(AccountView { email, message: REGISTERED }))))
         }
         None => {
             if req.device.is_none() {

@@ -19,16 +19,60 @@ pub async fn create_user(app: &App, email: &Email, password: &Password) -> AppRe
     Ok(user)
 }
 
-pub async fn register(app: &App, email: &str, password: String, meta: &ClientMeta) -> AppResult<UserRow> {
+/// Self-registration. Whether the address had an account is not told to the caller (that would
+/// let anyone test which addresses have accounts here): a taken address gets the same answer,
+/// after the same password hashing, and its owner gets a mail saying someone tried. Answers the
+/// normalised address either way.
+pub async fn register(app: &App, email: &str, password: String, meta: &ClientMeta) -> AppResult<String> {
     if !app.settings.accounts.self_registration {
         return Err(AppError::Forbidden("self-registration is switched off on this server".into()));
     }
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
     limits::check(app, &format!("register:ip:{}", meta.ip), app.settings.limits.register_per_ip_per_hour, 3600, meta).await?;
-    let user = create_user(app, &email, &password).await?;
-    Audit::new(AuditKind::AccountCreated).user(&user.id).meta(meta).record(app).await?;
-    Ok(user)
+    let owner = match app.store.user_by_email(email.as_str()).await? {
+        Some(owner) => Some(owner),
+        None => match create_user(app, &email, &password).await {
+            Ok(user) => {
+                Audit::new(AuditKind::AccountCreated).user(&user.id).meta(meta).record(app).await?;
+                None
+            }
+            // Registered a moment ago by someone else: the same as taken.
+            Err(AppError::Conflict(_)) => app.store.user_by_email(email.as_str()).await?,
+            Err(e) => return Err(e),
+        },
+    };
+    if let Some(owner) = owner {
+        // The hashing a new account costs, so that the answer takes as long.
+        app.passwords.hash(&owner.id, &password).await?;
+        Audit::new(AuditKind::RegistrationForTakenEmail).user(&owner.id).meta(meta).record(app).await?;
+        tell_owner(app, &owner, meta);
+    }
+    Ok(email.as_str().to_owned())
+}
+
+/// "Someone tried to create an account with your address", sent in the background so that the
+/// answer does not wait for the mail server (which would tell taken addresses apart by time).
+fn tell_owner(app: &App, owner: &UserRow, meta: &ClientMeta) {
+    let Some(to) = owner.email.clone() else { return };
+    let device = crate::domain::user_agent::parse(&meta.user_agent);
+    let text = format!(
+        "Someone tried to create a new account on {issuer} with this e-mail address, which already has one.\n\n\
+         Asked from: {} on {}, at {}.\n\nYour account is unchanged. If it was you, sign in at {issuer}/login.\n\
+         If it was not you, you need not do anything.\n",
+        device.browser,
+        device.os,
+        meta.ip,
+        issuer = app.issuer
+    );
+    let html = format!("<p>{}</p>", super::second_factor::html_escape(&text).replace("\n\n", "</p><p>").replace('\n', "<br>"));
+    let mail = crate::mail::Mail { to, subject: "Someone tried to create an account with your address".into(), text, html };
+    let mailer = app.mailer.clone();
+    tokio::spawn(async move {
+        if let Err(e) = mailer.send(mail).await {
+            tracing::warn!(error = %e, "could not send the taken-address mail");
+        }
+    });
 }
 
 /// Sign-up from a device (seed 001): a passwordless account, e-mail optional, whose first device

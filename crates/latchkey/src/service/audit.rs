@@ -67,6 +67,7 @@ pub enum AuditKind {
     PasskeyStepUp,
     PasskeyStepUpChoice,
     StepUpRefused,
+    RegistrationForTakenEmail,
 }
 
 impl AuditKind {
@@ -127,6 +128,7 @@ impl AuditKind {
             Self::PasskeyStepUp => "passkey_step_up",
             Self::PasskeyStepUpChoice => "passkey_step_up_choice",
             Self::StepUpRefused => "step_up_refused",
+            Self::RegistrationForTakenEmail => "registration_for_taken_email",
         }
     }
 }

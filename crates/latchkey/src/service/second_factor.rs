@@ -83,7 +83,7 @@ pub(super) async fn send_code(app: &App, user: &UserRow, purpose: &str, device: 
     Ok(())
 }
 
-fn html_escape(s: &str) -> String {
+pub(super) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -1,16 +1,38 @@
 use crate::common::*;
 use serde_json::{Value, json};
 
+/// Registering a taken address answers exactly as registering a new one (nobody learns which
+/// addresses have accounts), keeps the account as it was, and mails its owner instead.
 #[tokio::test]
-async fn register_normalises_email_and_refuses_duplicates() {
-    let t = spawn().await;
+async fn register_normalises_email_and_does_not_tell_whether_it_is_taken() {
+    let (sink, port) = crate::common::smtp::Sink::start().await;
+    let t = spawn_with(move |s| s.mail.smtp_url = format!("smtp://127.0.0.1:{port}")).await;
     let r = t.post_json("/api/v1/accounts", json!({ "email": "  Ann@Example.COM ", "password": PASSWORD })).await;
     assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["email"], "ann@example.com");
-    let again = t.post_json("/api/v1/accounts", json!({ "email": "ann@example.com", "password": PASSWORD })).await;
-    assert_eq!(again.status(), 409);
-    assert_eq!(again.headers()["content-type"], "application/problem+json");
+    let (new_headers, new): (_, Value) = (r.headers().clone(), r.json().await.unwrap());
+    assert_eq!(new["email"], "ann@example.com");
+    let again = t.post_json("/api/v1/accounts", json!({ "email": "ann@example.com", "password": "someone else's password" })).await;
+    assert_eq!(again.status(), 201, "the same status");
+    assert_eq!(again.headers()["content-type"], new_headers["content-type"]);
+    assert_eq!(again.json::<Value>().await.unwrap(), new, "the same body");
+    // The account is unchanged: its own password still signs in, the other does not.
+    t.login("ann@example.com", "Laptop").await;
+    let r = t.post_json("/api/v1/sessions", json!({ "email": "ann@example.com", "password": "someone else's password" })).await;
+    assert_eq!(r.status(), 401);
+    // Its owner is told.
+    let mail = sink.message(1).await;
+    assert!(mail.contains("To: ann@example.com") && mail.contains("tried to create"), "{mail}");
+    let owner = t.app.store.user_by_email("ann@example.com").await.unwrap().unwrap();
+    let audit = t.app.store.audit_for_user(&owner.id, 10).await.unwrap();
+    assert!(audit.iter().any(|a| a.kind == "registration_for_taken_email"));
+    // The operator's `latchkey user add` still says plainly that the address is taken.
+    let taken = latchkey::service::accounts::create_user(
+        &t.app,
+        &latchkey::domain::Email::parse("ann@example.com").unwrap(),
+        &latchkey::domain::Password::parse(PASSWORD.into()).unwrap(),
+    )
+    .await;
+    assert!(matches!(taken, Err(latchkey::service::AppError::Conflict(_))));
 }
 
 #[tokio::test]
