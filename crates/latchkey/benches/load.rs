@@ -86,6 +86,9 @@ const SERVER_SETTINGS: &[(&str, &str)] = &[
     // The shortest polling interval allowed (default 5 s): a code may then be polled once a second
     // and still be answered `authorization_pending`, so fewer codes are needed for the poll load.
     ("LATCHKEY_DEVICE__INTERVAL_SECS", "1"),
+    // Every sign-in here adds a device, and with no SMTP each new-device mail would be an .eml
+    // file on disk: the run would measure the file system. Off, as for the peers (which send none).
+    ("LATCHKEY_MAIL__NEW_DEVICE_MAIL", "false"),
 ];
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

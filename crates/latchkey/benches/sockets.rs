@@ -85,6 +85,8 @@ const SERVER_SETTINGS: &[(&str, &str, &str)] = &[
     ("LATCHKEY_QR__CREATE_PER_IP_PER_MINUTE", "100000000", "30"),
     ("LATCHKEY_DEVICE__PENDING_PER_IP", "0", "50"),
     ("LATCHKEY_DEVICE__PENDING_TOTAL", "0", "100000"),
+    // Each QR sign-in adds a device; its mail would be an .eml file per sign-in (no SMTP here).
+    ("LATCHKEY_MAIL__NEW_DEVICE_MAIL", "false", "true"),
 ];
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {

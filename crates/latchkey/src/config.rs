@@ -19,6 +19,8 @@ pub struct Settings {
     pub accounts: AccountSettings,
     pub limits: LimitSettings,
     pub device: DeviceSettings,
+    /// Which clients, networks and accounts may use the device grant (`domain::device_policy`).
+    pub device_policy: crate::domain::device_policy::DevicePolicy,
     pub mfa: MfaSettings,
     pub qr: QrSettings,
     pub passkeys: PasskeySettings,
@@ -101,6 +103,9 @@ pub struct MailSettings {
     pub smtp_url: String,
     /// The sender, e.g. `Latchkey <no-reply@example.com>`.
     pub from: String,
+    /// "A new device signed in" to the account's owner for every device added, with a one-click
+    /// "This wasn't me". Each account can also turn it off for itself on /account.
+    pub new_device_mail: bool,
 }
 
 impl Default for MailSettings {
@@ -267,6 +272,7 @@ impl Default for Settings {
                 code_failures_per_ip: 20,
                 code_failures_global_per_minute: 600,
             },
+            device_policy: Default::default(),
             mfa: MfaSettings {
                 remember_days: 30,
                 totp_issuer: "Latchkey".into(),
@@ -277,7 +283,7 @@ impl Default for Settings {
             },
             passkeys: PasskeySettings { require_for_approvals: false, step_up_max_age_secs: 300, challenge_ttl_secs: 300 },
             qr: QrSettings { ttl_secs: 120, create_per_ip_per_minute: 30, handoff_ttl_secs: 60, socket_idle_secs: 60 },
-            mail: MailSettings { smtp_url: String::new(), from: "Latchkey <latchkey@localhost>".into() },
+            mail: MailSettings { smtp_url: String::new(), from: "Latchkey <latchkey@localhost>".into(), new_device_mail: true },
             log: LogSettings { format: "text".into(), level: "info".into() },
             upstreams: Vec::new(),
         }
@@ -415,6 +421,7 @@ impl Settings {
         anyhow::ensure!((5..=600).contains(&self.mfa.email_resend_secs), "mfa.email_resend_secs must be between 5 and 600");
         anyhow::ensure!(self.qr.create_per_ip_per_minute >= 1, "qr.create_per_ip_per_minute must be at least 1");
         anyhow::ensure!((5..=60).contains(&self.qr.handoff_ttl_secs), "qr.handoff_ttl_secs must be between 5 and 60");
+        self.device_policy.validate().map_err(|e| anyhow::anyhow!("device_policy: {e}"))?;
         crate::domain::Scope::parse(&self.tokens.default_scope).map_err(|e| anyhow::anyhow!("tokens.default_scope: {e}"))?;
         let mut ids = std::collections::HashSet::new();
         for u in &self.upstreams {
@@ -556,6 +563,25 @@ mod tests {
             &Overrides::default(),
         );
         assert!(ok.is_ok(), "loopback http is for tests and local issuers");
+    }
+
+    #[test]
+    fn the_device_policy_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[[device_policy.client]]\nid = \"tv\"\naccounts = [\"@example.com\"]\n").unwrap();
+        let s = Settings::load(
+            Some(&p),
+            env(&[("LATCHKEY_DEVICE_POLICY__DEFAULT", "deny"), ("LATCHKEY_DEVICE_POLICY__NETWORKS", "[\"10.0.0.0/8\"]")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let policy = &s.device_policy;
+        assert!(!policy.is_open());
+        assert_eq!(policy.networks.len(), 1);
+        assert!(policy.client("tv").is_some());
+        let bad = Settings::load(None, env(&[("LATCHKEY_DEVICE_POLICY__NETWORKS", "[\"ten\"]")]), &Overrides::default()).unwrap_err();
+        assert!(bad.to_string().contains("device_policy.networks"), "{bad}");
     }
 
     #[test]

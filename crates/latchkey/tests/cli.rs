@@ -23,6 +23,7 @@ fn help_teaches_every_subcommand() {
         vec!["client", "remove", "--help"],
         vec!["keys", "rotate", "--help"],
         vec!["audit", "--help"],
+        vec!["policy", "check", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -44,6 +45,44 @@ fn unknown_config_keys_are_named() {
     assert!(err.contains("listen_port"), "{err}");
     let out = latchkey(dir.path(), &["serve"]).env("LATCHKEY_TOKENS__NOPE", "1").output().unwrap();
     assert!(String::from_utf8(out.stderr).unwrap().contains("nope"));
+}
+
+/// `latchkey policy check` says what each stage of a device-grant request would get, and which
+/// rule refuses it, from the configuration alone.
+#[test]
+fn policy_check_explains_each_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &cfg,
+        "[device_policy]\ndefault = \"deny\"\nmax_sign_in_age_secs = 600\n\n[[device_policy.client]]\nid = \"tv\"\n\
+         networks = [\"10.0.0.0/8\"]\naccounts = [\"@example.com\"]\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let check = |args: &[&str]| {
+        let mut all = vec!["--config", cfg, "policy", "check"];
+        all.extend_from_slice(args);
+        let out = latchkey(dir.path(), &all).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = check(&["--client", "tv", "--ip", "10.1.2.3", "--account", "ann@example.com", "--sign-in-age", "60"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(text.matches("allowed").count(), 3, "{text}");
+    let (code, text) = check(&["--client", "tv", "--ip", "192.0.2.1", "--account", "ann@example.com"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("request     refused by the `network` rule") && text.contains("192.0.2.1"), "{text}");
+    let (_, text) = check(&["--client", "tv", "--ip", "10.1.2.3", "--account", "bob@other.test", "--sign-in-age", "601"]);
+    assert!(text.contains("request     allowed") && text.contains("approval    refused by the `account` rule"), "{text}");
+    let (code, text) = check(&["--client", "other", "--json"]);
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["stages"][0]["rule"], "client", "{v}");
+    // A typo in the policy is named before anything runs.
+    std::fs::write(dir.path().join("bad.toml"), "[device_policy]\nnetworks = [\"10.0.0.0/33\"]\n").unwrap();
+    let bad = dir.path().join("bad.toml");
+    let out = latchkey(dir.path(), &["--config", bad.to_str().unwrap(), "policy", "check", "--client", "tv"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8(out.stderr).unwrap().contains("10.0.0.0/33"));
 }
 
 #[test]

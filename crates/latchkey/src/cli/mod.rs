@@ -1,6 +1,7 @@
 //! The `latchkey` command line: the server, the operator's tools, and the device side.
 
 mod device;
+mod policy;
 
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Overrides, Settings};
@@ -74,6 +75,9 @@ Secure):\n    LATCHKEY_SERVER__PUBLIC_URL=https://auth.example.com latchkey serv
     /// Manage the keys that sign access tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check the device-grant policy (`[device_policy]`) against a request.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Show the security events of every account, newest first.
     #[command(long_about = "Show the audit log: logins, failures, logouts, device changes, token reuse, key rotations and \
 limits hit, with time, account, device, IP and User-Agent.\n\nExample:\n    latchkey audit --limit 20 --json")]
@@ -223,6 +227,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => client(settings, cmd).await,
         Command::Keys(KeysCommand::Rotate) => keys_rotate(settings).await,
         Command::Audit { limit, json } => audit(settings, limit, json).await,
+        Command::Policy(cmd) => policy::run(&settings, cmd),
         Command::Openapi | Command::Device(_) | Command::Whoami | Command::Logout | Command::Approve { .. } => Ok(()),
     }
 }

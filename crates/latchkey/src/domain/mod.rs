@@ -5,6 +5,7 @@ pub mod approval;
 pub mod authorize;
 pub mod codes;
 pub mod device;
+pub mod device_policy;
 pub mod email;
 pub mod id_token;
 pub mod linking;

@@ -1,5 +1,6 @@
 //! The HTTP layer: routers per area, merged here, with the cross-cutting layers.
 
+pub mod alert_pages;
 pub mod api;
 pub mod authorize_pages;
 pub mod device_grant_api;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(upstream_pages::router())
         .merge(passkeys_api::router())
         .merge(passkey_pages::router())
+        .merge(alert_pages::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })

@@ -171,6 +171,7 @@ struct AccountPage {
     passkeys: Vec<PasskeyItem>,
     passkeys_available: bool,
     step_up: StepUpRule,
+    mail: crate::service::device_alerts::MailChoice,
     events: Vec<EventView>,
 }
 
@@ -200,6 +201,7 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
         })
         .collect();
     let step_up = passkeys::step_up_rule(&s.app, &caller).await?;
+    let mail = crate::service::device_alerts::choice(&s.app, &caller).await?;
     let events = audit::for_user(&s.app, &caller, 20).await?;
     let (jar, csrf) = csrf_token(jar, &s);
     let events =
@@ -217,6 +219,7 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
             passkeys,
             passkeys_available: s.app.webauthn.is_some(),
             step_up,
+            mail,
             events,
         },
     )

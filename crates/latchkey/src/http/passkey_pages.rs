@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::web::{CsrfForm, CsrfHeader, PageError, PagePath, WebUser, asset, safe_next, signed_in};
+use super::web::{CsrfForm, CsrfHeader, PageError, PagePath, WebUser, asset, on_off, safe_next, signed_in};
 use crate::service::auth::LoginOutcome;
 use crate::service::passkeys::{self, Ceremony, PasskeySignIn, PasskeyView};
 use crate::service::{AppError, ClientMeta};
@@ -172,11 +172,6 @@ async fn step_up_choice(
     WebUser(caller): WebUser,
     CsrfForm(f): CsrfForm<StepUpChoice>,
 ) -> Result<Redirect, PageError> {
-    let on = match f.require.as_str() {
-        "on" => true,
-        "off" => false,
-        _ => return Err(PageError::from(AppError::BadRequest("require: on or off".into()))),
-    };
-    passkeys::set_step_up(&s.app, &caller, on, &meta).await?;
+    passkeys::set_step_up(&s.app, &caller, on_off("require", &f.require)?, &meta).await?;
     Ok(Redirect::to("/account"))
 }

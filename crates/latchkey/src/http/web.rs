@@ -310,6 +310,15 @@ pub async fn next_app_origin(s: &AppState, next: &str) -> Option<String> {
     crate::service::authorize::redirect_origin(&s.app, &raw).await
 }
 
+/// `on` or `off`, from a form's toggle button named `field`.
+pub fn on_off(field: &str, word: &str) -> Result<bool, PageError> {
+    match word {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(PageError::from(crate::service::AppError::BadRequest(format!("{field}: on or off")))),
+    }
+}
+
 /// `approve` or `deny`, from a button or a path; anything else is `None`.
 pub fn decision(word: &str) -> Option<bool> {
     match word {

@@ -8,12 +8,14 @@
 
 use super::audit::{Audit, AuditKind};
 use super::clients;
+use super::device_policy::{self, About};
 use super::limits;
 use super::sessions::PasskeyUse;
 use super::sessions::{self, AuthorizedBy, Caller, NewSession, Opened};
 use crate::clock::rfc3339;
 use crate::domain::approval::{self, Flow};
 use crate::domain::device::DeviceFacts;
+use crate::domain::device_policy::{Stage, Subject};
 use crate::domain::{secret, user_agent};
 use crate::events::Event;
 use crate::service::{App, AppError, AppResult, ClientMeta};
@@ -345,6 +347,28 @@ pub async fn end_for_device(app: &App, user_id: &str, device_id: &str) -> AppRes
     Ok(())
 }
 
+/// The device-grant policy again as an approved request is collected: an operator who tightened
+/// it since the approval (or a device now polling from elsewhere) stops the tokens. A refused
+/// request is ended, so the device is told once and for all.
+async fn collection_allowed(app: &App, a: &ApprovalRow, meta: &ClientMeta) -> AppResult<()> {
+    let Some(user_id) = &a.user_id else { return Ok(()) };
+    let email = app.store.user_by_id(user_id).await?.and_then(|u| u.email);
+    let collecting = Subject {
+        client_id: &a.client_id,
+        requester_ips: vec![&a.requester_ip, &meta.ip],
+        account_email: Some(email.as_deref()),
+        sign_in_age_secs: None,
+    };
+    let about = About { request: Some(&a.id), user_id: Some(user_id), device_id: a.approver_device_id.as_deref() };
+    if device_policy::check(app, Stage::Collection, &collecting, about, meta).await?.is_ok() {
+        return Ok(());
+    }
+    if app.store.end_approval(&a.id, app.now()).await? {
+        app.events.publish(Event::ApprovalChanged { approval_id: a.id.clone() });
+    }
+    Err(AppError::DeviceGrant("access_denied"))
+}
+
 /// The token endpoint's device-code grant, for the device grant and pairing alike: one poll by
 /// the requester, which collects its session once the request is approved.
 pub async fn poll(
@@ -375,6 +399,9 @@ pub async fn poll(
     }
     if state(&a, now) == State::Pending {
         return Err(AppError::DeviceGrant("authorization_pending"));
+    }
+    if a.flow == Flow::DeviceCode {
+        collection_allowed(app, &a, meta).await?;
     }
     let collector = Collector { how: CollectBy::Id(&a.id), device: requester_device(&a)?, client_id: &a.client_id, web: false };
     let opened = collect(app, &a, collector, meta).await.map_err(|e| match e {

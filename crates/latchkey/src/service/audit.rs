@@ -68,6 +68,10 @@ pub enum AuditKind {
     PasskeyStepUpChoice,
     StepUpRefused,
     RegistrationForTakenEmail,
+    DevicePolicyRefused,
+    DevicePolicyReport,
+    DeviceDisowned,
+    NewDeviceMailChoice,
 }
 
 impl AuditKind {
@@ -129,6 +133,10 @@ impl AuditKind {
             Self::PasskeyStepUpChoice => "passkey_step_up_choice",
             Self::StepUpRefused => "step_up_refused",
             Self::RegistrationForTakenEmail => "registration_for_taken_email",
+            Self::DevicePolicyRefused => "device_policy_refused",
+            Self::DevicePolicyReport => "device_policy_would_refuse",
+            Self::DeviceDisowned => "device_disowned",
+            Self::NewDeviceMailChoice => "new_device_mail_choice",
         }
     }
 }

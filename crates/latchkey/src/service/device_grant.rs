@@ -2,12 +2,14 @@
 
 use super::approvals::{self, Opening, Outcome, Request, RequesterFacts};
 use super::audit::{Audit, AuditKind};
+use super::device_policy::{self, About};
 use super::sessions::Caller;
 use super::{clients, limits};
 use crate::domain::Scope;
 use crate::domain::approval::Flow;
 use crate::domain::codes::{self, USER_CODE_LEN};
 use crate::domain::device::DeviceFacts;
+use crate::domain::device_policy::{Stage, Subject};
 use crate::service::{App, AppError, AppResult, ClientMeta};
 use crate::store::{ApprovalRow, DecideBy, Decision};
 
@@ -44,6 +46,11 @@ pub async fn authorize(
     clients::check_scope(&client, &scope)?;
     limits::check(app, &format!("devauth:ip:{}", meta.ip), d.create_per_ip_per_minute, 60, meta).await?;
     limits::check(app, &format!("devauth:client:{}", client.id), d.create_per_client_per_minute, 60, meta).await?;
+    let asking = Subject { client_id: &client.id, requester_ips: vec![&meta.ip], ..Default::default() };
+    if device_policy::check(app, Stage::Request, &asking, About::default(), meta).await?.is_err() {
+        // The device learns that it is refused, not which rule refused it (the audit log says).
+        return Err(AppError::Forbidden("this server's device-grant policy does not allow this client here".into()));
+    }
     let now = app.now();
     let kind = DeviceFacts::from_input(None, &meta.user_agent)?.kind;
     // A collision with a live code is astronomically rare; draw again rather than fail.
@@ -124,6 +131,19 @@ pub async fn decide(
             "in_front_of_me: the device asking is on another network ({}); approve only if you started this on a device in front of you, and say so",
             a.requester_ip
         )));
+    }
+    if approve {
+        let user = app.store.user_by_id(&caller.user_id).await?.ok_or(AppError::Unauthorized)?;
+        let approving = Subject {
+            client_id: &a.client_id,
+            requester_ips: vec![&a.requester_ip],
+            account_email: Some(user.email.as_deref()),
+            sign_in_age_secs: Some(app.now() - caller.auth_time),
+        };
+        let about = About { request: Some(&a.id), user_id: Some(&caller.user_id), device_id: Some(&caller.device_id) };
+        if let Err(r) = device_policy::check(app, Stage::Approval, &approving, about, meta).await? {
+            return Err(AppError::Forbidden(format!("This server's device-grant policy does not allow this approval: {}.", r.why)));
+        }
     }
     let name = device_name.map(crate::domain::device::parse_name).transpose()?;
     let hmac = a.user_code_hmac.clone().unwrap_or_default();

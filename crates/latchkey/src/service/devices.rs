@@ -62,17 +62,17 @@ pub async fn list(app: &App, caller: &Caller) -> AppResult<Vec<DeviceView>> {
 
 /// Revokes one of the caller's devices: its sessions and refresh tokens die at once.
 pub async fn revoke(app: &App, caller: &Caller, device_id: &str, meta: &ClientMeta) -> AppResult<()> {
-    if !app.store.revoke_device(&caller.user_id, device_id, app.now()).await? {
+    let audit = Audit::new(AuditKind::DeviceRevoked).detail(serde_json::json!({ "by_device": caller.device_id }));
+    end(app, &caller.user_id, device_id, audit, meta).await
+}
+
+/// Signs a live device of `user_id` out, recording `audit` (its kind and detail; the account,
+/// device and request are filled in). `NotFound` when there is no such live device.
+pub(super) async fn end<'a>(app: &App, user_id: &'a str, device_id: &'a str, audit: Audit<'a>, meta: &'a ClientMeta) -> AppResult<()> {
+    if !app.store.revoke_device(user_id, device_id, app.now()).await? {
         return Err(AppError::NotFound);
     }
     // What the device approved and has not been collected yet dies with it.
-    super::approvals::end_for_device(app, &caller.user_id, device_id).await?;
-    Audit::new(AuditKind::DeviceRevoked)
-        .user(&caller.user_id)
-        .device(device_id)
-        .meta(meta)
-        .detail(serde_json::json!({ "by_device": caller.device_id }))
-        .record(app)
-        .await?;
-    Ok(())
+    super::approvals::end_for_device(app, user_id, device_id).await?;
+    audit.user(user_id).device(device_id).meta(meta).record(app).await
 }

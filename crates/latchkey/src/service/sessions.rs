@@ -171,6 +171,7 @@ pub async fn finish(app: &App, b: Built, meta: &ClientMeta) -> AppResult<Opened>
             }))
             .record(app)
             .await?;
+        super::device_alerts::notify(app, &b.device);
     }
     metrics::counter!("latchkey_sessions_opened_total", "authorized_by" => b.device.authorized_by.clone()).increment(1);
     let tokens = match b.refresh {

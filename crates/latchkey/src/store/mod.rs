@@ -273,6 +273,8 @@ pub trait ApprovalStore: Send + Sync + 'static {
     /// those must not take the tokens from it (it is collected once either way). False when it
     /// was not pending any more (a concurrent poll ended it first).
     async fn deny_for_abuse(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// Ends a live request, pending or approved: it can no longer be collected.
+    async fn end_approval(&self, id: &str, now: i64) -> StoreResult<bool>;
 
     /// Marks an approved, unexpired approval collected and creates the new device's session with
     /// it, in one transaction. Nothing is collected once the approving device is revoked. A
@@ -466,14 +468,34 @@ pub trait MfaStore: Send + Sync + 'static {
     async fn revoke_trust(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u64>;
 }
 
-/// The one store: every backend implements all of it.
-pub trait Store: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore + PasskeyStore {}
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    async fn create_device_alert(&self, row: &DeviceAlertRow) -> StoreResult<()>;
+    /// A live, unused "This wasn't me" link.
+    async fn device_alert(&self, token_hash: &[u8], now: i64) -> StoreResult<Option<DeviceAlertRow>>;
+    /// Uses a live link: at most once.
+    async fn use_device_alert(&self, token_hash: &[u8], now: i64) -> StoreResult<Option<DeviceAlertRow>>;
+    /// The account's choice of new-device mail.
+    async fn new_device_mail(&self, user_id: &str) -> StoreResult<bool>;
+    async fn set_new_device_mail(&self, user_id: &str, on: bool) -> StoreResult<()>;
+}
 
-impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore + PasskeyStore> Store for T {}
+/// The one store: every backend implements all of it.
+pub trait Store:
+    OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore + PasskeyStore + AlertStore
+{
+}
+
+impl<T: OpsStore + AccountStore + SessionStore + ApprovalStore + MfaStore + GrantStore + IdentityStore + PasskeyStore + AlertStore> Store
+    for T
+{
+}
 
 /// Bring every store method into scope: `use crate::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{AccountStore, ApprovalStore, GrantStore, IdentityStore, MfaStore, OpsStore, PasskeyStore, SessionStore, Store};
+    pub use super::{
+        AccountStore, AlertStore, ApprovalStore, GrantStore, IdentityStore, MfaStore, OpsStore, PasskeyStore, SessionStore, Store,
+    };
 }
 
 pub type DynStore = Arc<dyn Store>;

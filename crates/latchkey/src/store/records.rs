@@ -282,6 +282,18 @@ pub struct PasskeyRow {
     pub last_used_at: Option<i64>,
 }
 
+/// The "This wasn't me" link of one new-device mail.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceAlertRow {
+    /// SHA-256 of the token in the link.
+    pub token_hash: Vec<u8>,
+    pub user_id: String,
+    pub device_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
 /// A passkey ceremony started and not yet finished.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PasskeyChallengeRow {

@@ -8,6 +8,8 @@ async fn with_mail() -> (TestApp, Sink) {
     let t = spawn_with(move |s| {
         s.mail.smtp_url = format!("smtp://127.0.0.1:{port}");
         s.mail.from = "Latchkey <auth@example.com>".into();
+        // These tests count the code mails; tests/api/new_device_mail.rs has the others.
+        s.mail.new_device_mail = false;
     })
     .await;
     (t, sink)
@@ -324,7 +326,7 @@ async fn a_change_to_the_second_factors_and_expiry_end_trust() {
 
 #[tokio::test]
 async fn without_smtp_mail_goes_to_eml_files_in_the_data_directory() {
-    let t = spawn().await;
+    let t = spawn_with(|s| s.mail.new_device_mail = false).await;
     t.register("ann@example.com").await;
     let at = s(&t.login("ann@example.com", "Laptop").await, "access_token");
     assert_eq!(t.post_json_auth("/api/v1/mfa/email", &at, json!({})).await.status(), 200);

@@ -79,6 +79,10 @@ impl ApprovalStore for PgStore {
         Ok(sqlx::query(sql::DENY_FOR_ABUSE.pg).bind(now).bind(id).execute(&self.pool).await?.rows_affected() == 1)
     }
 
+    async fn end_approval(&self, id: &str, now: i64) -> StoreResult<bool> {
+        Ok(sqlx::query(sql::END_APPROVAL.pg).bind(now).bind(id).execute(&self.pool).await?.rows_affected() == 1)
+    }
+
     async fn collect_approval(
         &self,
         by: &CollectBy<'_>,

@@ -8,6 +8,7 @@
 use super::*;
 
 mod accounts;
+mod alerts;
 mod approvals;
 mod grants;
 mod identities;

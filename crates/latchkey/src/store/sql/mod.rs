@@ -284,7 +284,7 @@ pub const INSERT_FIRST_SIGNING_KEY: Sql = sql!(
 );
 
 /// The housekeeping deletes, each with its cutoff (`$1`).
-pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 12] {
+pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 13] {
     let day = 86_400;
     [
         (sql!("DELETE FROM mfa_tokens WHERE expires_at < $1"), now - day),
@@ -297,6 +297,7 @@ pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 12] {
         (sql!("DELETE FROM pairing_codes WHERE expires_at < $1"), now - day),
         (sql!("DELETE FROM upstream_states WHERE expires_at < $1"), now),
         (sql!("DELETE FROM passkey_challenges WHERE expires_at < $1"), now),
+        (sql!("DELETE FROM device_alerts WHERE expires_at < $1"), now),
         (
             sql!(
                 "DELETE FROM approvals WHERE expires_at < $1 AND id NOT IN (SELECT approval_id FROM pairing_codes WHERE approval_id IS NOT NULL)"
@@ -407,6 +408,8 @@ mod identities;
 pub use identities::*;
 mod passkeys;
 pub use passkeys::*;
+mod alerts;
+pub use alerts::*;
 
 // ---------------------------------------------------------------------------------------------
 // Second factors and remembered devices.
@@ -505,6 +508,9 @@ pub const DECIDE_PAIRING: Sql = decide!("id = $8 AND flow = 'pairing' AND user_i
 pub const DECIDE_QR: Sql = decide!("id = $8 AND flow = 'qr' AND user_id = $2 AND approver_device_id = $3");
 /// Abuse of the poll interval denies a pending request; an approved one is left to its collector.
 pub const DENY_FOR_ABUSE: Sql = sql!("UPDATE approvals SET status = 'denied', decided_at = $1 WHERE id = $2 AND status = 'pending'");
+/// The server ends a live request, approved or not (the device-grant policy refused its collection).
+pub const END_APPROVAL: Sql =
+    sql!("UPDATE approvals SET status = 'denied', decided_at = $1 WHERE id = $2 AND status IN ('pending', 'approved') AND expires_at > $1");
 /// A collection needs the approving device not to be revoked since.
 pub const COLLECT_BY_ID: Sql = sql!(
     "UPDATE approvals SET status = 'collected', session_id = $1 WHERE id = $2 AND status = 'approved' AND expires_at > $3 \

@@ -17,6 +17,7 @@ fn all() -> Vec<Sql> {
         DECIDE_PAIRING,
         DECIDE_QR,
         DENY_FOR_ABUSE,
+        END_APPROVAL,
         COLLECT_BY_ID,
         COLLECT_BY_HANDOFF,
         HANDOFF_USED,
@@ -97,6 +98,11 @@ fn all() -> Vec<Sql> {
         TAKE_TRUST,
         REVOKE_TRUST,
         UNTRUST_DEVICES,
+        INSERT_DEVICE_ALERT,
+        DEVICE_ALERT,
+        USE_DEVICE_ALERT,
+        NEW_DEVICE_MAIL,
+        SET_NEW_DEVICE_MAIL,
     ];
     v.extend(sweeps(0, 0).map(|(s, _)| s));
     v

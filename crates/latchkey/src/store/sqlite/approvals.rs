@@ -80,6 +80,11 @@ impl ApprovalStore for SqliteStore {
         self.write(move |c| Ok(c.prepare_cached(sql::DENY_FOR_ABUSE.lite)?.execute(params![now, id])? == 1)).await
     }
 
+    async fn end_approval(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |c| Ok(c.prepare_cached(sql::END_APPROVAL.lite)?.execute(params![now, id])? == 1)).await
+    }
+
     async fn collect_approval(
         &self,
         by: &CollectBy<'_>,

@@ -28,6 +28,7 @@ macro_rules! from_row {
 }
 
 mod accounts;
+mod alerts;
 mod approvals;
 mod grants;
 mod identities;
