@@ -212,6 +212,10 @@ pub struct PasswordSettings {
 pub struct AccountSettings {
     /// Whether anyone may create an account with `POST /api/v1/accounts`.
     pub self_registration: bool,
+    /// A new address gets a verification link, and until it is followed it gets no e-mail codes
+    /// and no new-device mail. false: every address counts as verified when it is given (only
+    /// where you trust whoever types addresses in).
+    pub verify_email: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,7 +255,7 @@ impl Default for Settings {
                 default_scope: "account".into(),
             },
             passwords: PasswordSettings { memory_kib: 19456, iterations: 2, parallelism: 1, hash_workers: 0, hash_queue: 64 },
-            accounts: AccountSettings { self_registration: true },
+            accounts: AccountSettings { self_registration: true, verify_email: true },
             limits: LimitSettings {
                 login_per_ip_per_minute: 30,
                 register_per_ip_per_hour: 20,

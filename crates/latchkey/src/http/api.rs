@@ -184,6 +184,8 @@ pub async fn logout_everywhere(
 pub struct Me {
     pub user_id: String,
     pub email: String,
+    /// Whether the address proved itself (a verification link, a reset, an e-mailed enrolment code).
+    pub email_verified: bool,
     pub session_id: String,
     pub device_id: String,
     pub scope: String,
@@ -195,6 +197,7 @@ pub async fn me(State(s): State<AppState>, AuthUser(caller): AuthUser) -> Result
     let user = accounts::profile(&s.app, &caller).await?;
     Ok(Json(Me {
         user_id: user.id,
+        email_verified: user.email.is_some() && user.email_verified_at.is_some(),
         email: user.email.unwrap_or_default(),
         session_id: caller.session_id,
         device_id: caller.device_id,

@@ -5,6 +5,7 @@ pub mod api;
 pub mod authorize_pages;
 pub mod device_grant_api;
 pub mod device_pages;
+pub mod email_link_pages;
 pub mod error;
 pub mod extract;
 pub mod mfa_api;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(passkeys_api::router())
         .merge(passkey_pages::router())
         .merge(alert_pages::router())
+        .merge(email_link_pages::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })

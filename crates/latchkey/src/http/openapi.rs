@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
         super::passkeys_api::remove, super::passkeys_api::login_start, super::passkeys_api::login_finish, super::passkeys_api::step_up_start,
         super::passkeys_api::step_up_finish, super::passkeys_api::step_up_rule, super::passkeys_api::set_step_up_rule,
         super::alert_pages::mail_choice, super::alert_pages::set_mail_choice,
+        super::email_link_pages::resend, super::email_link_pages::confirm_verification, super::email_link_pages::request_reset,
+        super::email_link_pages::confirm_reset,
         super::oauth::device_authorization, super::oauth::token, super::oauth::revoke, super::oauth::introspect, super::oauth::metadata, super::oauth::jwks,
         super::authorize_pages::authorize_get, super::authorize_pages::authorize_post, super::authorize_pages::consent_decision,
         super::authorize_pages::end_session_get, super::authorize_pages::end_session_post, super::authorize_pages::end_session_confirm,

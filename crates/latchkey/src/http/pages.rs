@@ -172,6 +172,7 @@ struct AccountPage {
     passkeys_available: bool,
     step_up: StepUpRule,
     mail: crate::service::device_alerts::MailChoice,
+    email_unverified: bool,
     events: Vec<EventView>,
 }
 
@@ -206,6 +207,7 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
     let (jar, csrf) = csrf_token(jar, &s);
     let events =
         events.into_iter().map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() }).collect();
+    let email_unverified = user.email.is_some() && user.email_verified_at.is_none();
     let email = user.email.unwrap_or_else(|| "an account without e-mail".into());
     let page = (
         jar,
@@ -220,6 +222,7 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
             passkeys_available: s.app.webauthn.is_some(),
             step_up,
             mail,
+            email_unverified,
             events,
         },
     )

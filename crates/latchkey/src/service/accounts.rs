@@ -11,7 +11,13 @@ pub async fn create_user(app: &App, email: &Email, password: &Password) -> AppRe
     }
     let id = uuid::Uuid::now_v7().to_string();
     let hash = app.passwords.hash(&id, password).await?;
-    let user = UserRow { id, email: Some(email.as_str().into()), password_hash: Some(hash), created_at: app.now() };
+    let user = UserRow {
+        id,
+        email: Some(email.as_str().into()),
+        password_hash: Some(hash),
+        created_at: app.now(),
+        email_verified_at: super::email_links::verified_at_creation(app),
+    };
     app.store.create_user(&user).await.map_err(|e| match e {
         crate::store::StoreError::Conflict => AppError::Conflict("an account with this e-mail already exists".into()),
         e => e.into(),
@@ -35,6 +41,7 @@ pub async fn register(app: &App, email: &str, password: String, meta: &ClientMet
         None => match create_user(app, &email, &password).await {
             Ok(user) => {
                 Audit::new(AuditKind::AccountCreated).user(&user.id).meta(meta).record(app).await?;
+                super::email_links::after_new_address(app, &user);
                 None
             }
             // Registered a moment ago by someone else: the same as taken.
@@ -92,6 +99,7 @@ pub async fn register_device(
     limits::check(app, &format!("register:ip:{}", meta.ip), app.settings.limits.register_per_ip_per_hour, 3600, meta).await?;
     let user = UserRow {
         id: uuid::Uuid::now_v7().to_string(),
+        email_verified_at: email.as_ref().and_then(|_| super::email_links::verified_at_creation(app)),
         email: email.map(|e| e.as_str().to_owned()),
         password_hash: None,
         created_at: app.now(),
@@ -101,6 +109,7 @@ pub async fn register_device(
         e => e.into(),
     })?;
     Audit::new(AuditKind::AccountCreated).user(&user.id).meta(meta).detail(serde_json::json!({ "passwordless": true })).record(app).await?;
+    super::email_links::after_new_address(app, &user);
     sessions::open(
         app,
         NewSession {
@@ -125,6 +134,13 @@ pub async fn add_email(app: &App, caller: &crate::service::sessions::Caller, ema
     let email = Email::parse(email)?;
     if !app.store.set_email_if_none(&caller.user_id, email.as_str()).await? {
         return Err(AppError::Conflict("this account already has an e-mail address".into()));
+    }
+    let user = profile(app, caller).await?;
+    match super::email_links::verified_at_creation(app) {
+        Some(now) => {
+            app.store.verify_email(&user.id, email.as_str(), now).await?;
+        }
+        None => super::email_links::after_new_address(app, &user),
     }
     Audit::new(AuditKind::AccountCreated)
         .user(&caller.user_id)

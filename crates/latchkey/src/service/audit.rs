@@ -72,6 +72,9 @@ pub enum AuditKind {
     DevicePolicyReport,
     DeviceDisowned,
     NewDeviceMailChoice,
+    EmailVerified,
+    PasswordResetRequested,
+    PasswordReset,
 }
 
 impl AuditKind {
@@ -137,6 +140,9 @@ impl AuditKind {
             Self::DevicePolicyReport => "device_policy_would_refuse",
             Self::DeviceDisowned => "device_disowned",
             Self::NewDeviceMailChoice => "new_device_mail_choice",
+            Self::EmailVerified => "email_verified",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
         }
     }
 }

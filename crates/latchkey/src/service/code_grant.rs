@@ -159,8 +159,8 @@ async fn id_token(
     let scope = Scope::parse(&row.scope)?;
     let (email, email_verified) = if scope.contains("email") {
         let user = app.store.user_by_id(&row.user_id).await?.ok_or_else(invalid_grant)?;
-        // E-mail verification comes with its own issue; until then no address counts as verified.
-        (user.email.clone(), user.email.map(|_| false))
+        let verified = user.email_verified_at.is_some();
+        (user.email.clone(), user.email.map(|_| verified))
     } else {
         (None, None)
     };

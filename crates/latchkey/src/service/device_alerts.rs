@@ -33,7 +33,8 @@ pub fn notify(app: &App, device: &DeviceRow) {
 
 async fn send(store: crate::store::DynStore, mailer: crate::mail::Mailer, issuer: &str, now: i64, d: &DeviceRow) -> anyhow::Result<()> {
     let Some(user) = store.user_by_id(&d.user_id).await? else { return Ok(()) };
-    let Some(to) = user.email else { return Ok(()) };
+    // An unverified address may be someone else's: it hears about nothing but its verification.
+    let (Some(to), Some(_)) = (user.email, user.email_verified_at) else { return Ok(()) };
     if !store.new_device_mail(&d.user_id).await? {
         return Ok(());
     }

@@ -87,6 +87,8 @@ pub async fn enrol_email(app: &App, caller: &Caller, code: Option<&str>, meta: &
         return Ok(false);
     }
     app.store.enable_email_factor(&user.id, app.now()).await?;
+    // The mailed code reached the address: it is verified now.
+    super::email_links::verified_by_code(app, &user).await?;
     factors_changed(app, caller, "email_enabled", meta).await?;
     Ok(true)
 }

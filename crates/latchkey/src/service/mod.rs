@@ -13,6 +13,7 @@ pub mod device_alerts;
 pub mod device_grant;
 pub mod device_policy;
 pub mod devices;
+pub mod email_links;
 pub mod enrolment;
 pub mod limits;
 pub mod login_mfa;

@@ -27,7 +27,8 @@ pub async fn userinfo(app: &App, access_token: &str) -> AppResult<UserInfo> {
     }
     let user = app.store.user_by_id(&caller.user_id).await?.ok_or(AppError::Unauthorized)?;
     let email = scope.contains("email").then_some(user.email).flatten();
-    Ok(UserInfo { sub: caller.user_id, email_verified: email.as_ref().map(|_| false), email })
+    let verified = user.email_verified_at.is_some();
+    Ok(UserInfo { sub: caller.user_id, email_verified: email.as_ref().map(|_| verified), email })
 }
 
 /// An RP-initiated logout request (the query or form as it came).

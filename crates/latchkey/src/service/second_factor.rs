@@ -31,6 +31,10 @@ pub async fn methods(app: &App, user_id: &str) -> AppResult<Vec<&'static str>> {
 
 /// Mails a fresh six-digit code for `purpose` (`login` or `enroll`); one per resend interval.
 pub(super) async fn send_code(app: &App, user: &UserRow, purpose: &str, device: &str, ip: &str) -> AppResult<()> {
+    // Sign-in codes go to proven addresses only; an enrolment code is itself the proof.
+    if purpose == "login" && user.email_verified_at.is_none() {
+        return Err(AppError::Forbidden("this account's e-mail address is not verified: no codes are sent to it".into()));
+    }
     let code = loop {
         // Rejection sampling: 4_294_000_000 is the largest multiple of 10^6 below 2^32.
         let n = u32::from_be_bytes(secret::random_bytes::<4>());

@@ -206,8 +206,13 @@ pub async fn callback(app: &App, id: &str, q: &CallbackQuery, b: Browser<'_>, me
             app.store.user_by_id(user_id).await?.ok_or(AppError::NotFound)?
         }
         Decision::Create { email: taken } => {
-            let user =
-                UserRow { id: uuid::Uuid::now_v7().to_string(), email: taken.map(str::to_owned), password_hash: None, created_at: now };
+            let user = UserRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                email: taken.map(str::to_owned),
+                password_hash: None,
+                created_at: now,
+                email_verified_at: taken.map(|_| now),
+            };
             let identity_row = new_identity(&user.id, id, &identity.issuer, &identity.subject, email.as_deref(), now);
             app.store.create_user_with_identity(&user, &identity_row).await.map_err(|e| match e {
                 crate::store::StoreError::Conflict => AppError::Conflict("This account was just created. Sign in again".into()),

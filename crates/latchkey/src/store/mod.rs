@@ -478,6 +478,14 @@ pub trait AlertStore: Send + Sync + 'static {
     /// The account's choice of new-device mail.
     async fn new_device_mail(&self, user_id: &str) -> StoreResult<bool>;
     async fn set_new_device_mail(&self, user_id: &str, on: bool) -> StoreResult<()>;
+    async fn create_email_link(&self, row: &EmailLinkRow) -> StoreResult<()>;
+    /// A live, unused link of `purpose`.
+    async fn email_link(&self, token_hash: &[u8], purpose: &str, now: i64) -> StoreResult<Option<EmailLinkRow>>;
+    /// Uses a live link of `purpose`: at most once.
+    async fn use_email_link(&self, token_hash: &[u8], purpose: &str, now: i64) -> StoreResult<Option<EmailLinkRow>>;
+    async fn end_email_links(&self, user_id: &str, purpose: &str, now: i64) -> StoreResult<u64>;
+    /// Marks `email` verified on the account, if it is still the account's address.
+    async fn verify_email(&self, user_id: &str, email: &str, now: i64) -> StoreResult<bool>;
 }
 
 /// The one store: every backend implements all of it.

@@ -20,6 +20,8 @@ pub struct UserRow {
     pub email: Option<String>,
     pub password_hash: Option<String>,
     pub created_at: i64,
+    /// When the address proved itself; None: not verified (no e-mail codes, no new-device mail).
+    pub email_verified_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -289,6 +291,21 @@ pub struct DeviceAlertRow {
     pub token_hash: Vec<u8>,
     pub user_id: String,
     pub device_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// A link mailed to an address: e-mail verification or password reset.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EmailLinkRow {
+    /// SHA-256 of the token in the link.
+    pub token_hash: Vec<u8>,
+    /// `verify` or `reset`.
+    pub purpose: String,
+    pub user_id: String,
+    /// The address it was sent to: a verification holds only while the account still has it.
+    pub email: String,
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,

@@ -8,6 +8,7 @@ mod apps;
 mod device_grant;
 mod device_policy;
 mod devices;
+mod email_links;
 mod input;
 mod login;
 mod mfa;

@@ -10,6 +10,7 @@ async fn with_mail() -> (TestApp, Sink) {
         s.mail.from = "Latchkey <auth@example.com>".into();
         // These tests count the code mails; tests/api/new_device_mail.rs has the others.
         s.mail.new_device_mail = false;
+        s.accounts.verify_email = false;
     })
     .await;
     (t, sink)
@@ -326,7 +327,11 @@ async fn a_change_to_the_second_factors_and_expiry_end_trust() {
 
 #[tokio::test]
 async fn without_smtp_mail_goes_to_eml_files_in_the_data_directory() {
-    let t = spawn_with(|s| s.mail.new_device_mail = false).await;
+    let t = spawn_with(|s| {
+        s.mail.new_device_mail = false;
+        s.accounts.verify_email = false;
+    })
+    .await;
     t.register("ann@example.com").await;
     let at = s(&t.login("ann@example.com", "Laptop").await, "access_token");
     assert_eq!(t.post_json_auth("/api/v1/mfa/email", &at, json!({})).await.status(), 200);

@@ -64,7 +64,7 @@ async fn an_identity_is_linked_to_one_account() {
         .await;
         assert_eq!(winners(&answers), 1, "{answers:?}");
         // A new account and its identity come together, or not at all.
-        let dup = UserRow { id: "c".into(), email: None, password_hash: None, created_at: NOW };
+        let dup = UserRow { id: "c".into(), email: None, password_hash: None, created_at: NOW, email_verified_at: None };
         assert!(matches!(store.create_user_with_identity(&dup, &identity("ic", "c", "sub-1")).await, Err(StoreError::Conflict)));
         assert!(store.user_by_id("c").await.unwrap().is_none(), "no account without its identity");
     })
@@ -74,7 +74,7 @@ async fn an_identity_is_linked_to_one_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removals_at_once_never_leave_an_account_without_a_way_in() {
     each_backend("removals_at_once_never_leave_an_account_without_a_way_in", |store| async move {
-        let u = UserRow { id: "p".into(), email: None, password_hash: None, created_at: NOW };
+        let u = UserRow { id: "p".into(), email: None, password_hash: None, created_at: NOW, email_verified_at: None };
         store.create_user_with_identity(&u, &identity("first", "p", "s0")).await.unwrap();
         for i in 1..RACERS {
             store.link_identity(&identity(&format!("id{i}"), "p", &format!("s{i}"))).await.unwrap();

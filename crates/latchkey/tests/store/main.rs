@@ -90,7 +90,13 @@ fn winners(answers: &[bool]) -> usize {
 }
 
 async fn user(store: &DynStore, id: &str) -> UserRow {
-    let u = UserRow { id: id.into(), email: Some(format!("{id}@example.com")), password_hash: Some("h".into()), created_at: NOW };
+    let u = UserRow {
+        id: id.into(),
+        email: Some(format!("{id}@example.com")),
+        password_hash: Some("h".into()),
+        created_at: NOW,
+        email_verified_at: None,
+    };
     store.create_user(&u).await.unwrap();
     u
 }
@@ -396,7 +402,7 @@ async fn accounts_and_clients() {
         store.set_password_hash("u", "h2").await.unwrap();
         assert_eq!(store.user_by_id("u").await.unwrap().expect("by id").password_hash.as_deref(), Some("h2"));
 
-        let passwordless = UserRow { id: "p".into(), email: None, password_hash: None, created_at: NOW };
+        let passwordless = UserRow { id: "p".into(), email: None, password_hash: None, created_at: NOW, email_verified_at: None };
         store.create_user(&passwordless).await.unwrap();
         assert!(matches!(store.set_email_if_none("p", "u@example.com").await, Err(StoreError::Conflict)), "a taken address");
         assert!(store.set_email_if_none("p", "p@example.com").await.unwrap());

@@ -85,7 +85,7 @@ async fn a_credential_belongs_to_one_account_and_its_counter_only_moves_forward(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_passkeys_at_once_keeps_a_way_in() {
     each_backend("removing_passkeys_at_once_keeps_a_way_in", |store| async move {
-        let u = UserRow { id: "p".into(), email: None, password_hash: None, created_at: NOW };
+        let u = UserRow { id: "p".into(), email: None, password_hash: None, created_at: NOW, email_verified_at: None };
         store.create_user(&u).await.unwrap();
         for i in 0..RACERS {
             store.add_passkey(&passkey(&format!("k{i}"), "p", format!("c{i}").as_bytes())).await.unwrap();

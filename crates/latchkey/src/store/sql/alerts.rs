@@ -1,4 +1,5 @@
-//! "A new device signed in" mail and its "This wasn't me" links (see `service::device_alerts`).
+//! Links mailed to an account's address: "This wasn't me" in new-device mail
+//! (`service::device_alerts`), e-mail verification and password reset (`service::email_links`).
 
 use super::*;
 
@@ -24,3 +25,31 @@ pub const USE_DEVICE_ALERT: Sql = sql!(concat!(
 ));
 pub const NEW_DEVICE_MAIL: Sql = sql!("SELECT new_device_mail FROM users WHERE id = $1");
 pub const SET_NEW_DEVICE_MAIL: Sql = sql!("UPDATE users SET new_device_mail = $1 WHERE id = $2");
+
+macro_rules! email_link_cols {
+    () => {
+        "token_hash, purpose, user_id, email, created_at, expires_at, used_at"
+    };
+}
+
+/// The values of [`INSERT_EMAIL_LINK`].
+pub fn email_link_values(l: &EmailLinkRow) -> [&dyn Param; 7] {
+    [&l.token_hash, &l.purpose, &l.user_id, &l.email, &l.created_at, &l.expires_at, &l.used_at]
+}
+
+pub const INSERT_EMAIL_LINK: Sql = sql!(concat!("INSERT INTO email_links (", email_link_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"));
+pub const EMAIL_LINK: Sql = sql!(concat!(
+    "SELECT ",
+    email_link_cols!(),
+    " FROM email_links WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3"
+));
+/// Uses a link: one conditional write, so it works once, whoever races for it.
+pub const USE_EMAIL_LINK: Sql = sql!(concat!(
+    "UPDATE email_links SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 RETURNING ",
+    email_link_cols!()
+));
+/// Ends an account's other live links of one purpose (a reset used makes the others worthless).
+pub const END_EMAIL_LINKS: Sql =
+    sql!("UPDATE email_links SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1");
+/// Marks the address verified, if the account still has that address.
+pub const VERIFY_EMAIL: Sql = sql!("UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2 AND email = $3");

@@ -85,7 +85,7 @@ macro_rules! audit_cols {
 }
 macro_rules! user_cols {
     () => {
-        "id, email, password_hash, created_at"
+        "id, email, password_hash, created_at, email_verified_at"
     };
 }
 macro_rules! client_cols {
@@ -235,8 +235,8 @@ pub fn audit_values(e: &AuditRow) -> [&dyn Param; 7] {
 }
 
 /// The values of [`INSERT_USER`].
-pub fn user_values(u: &UserRow) -> [&dyn Param; 4] {
-    [&u.id, &u.email, &u.password_hash, &u.created_at]
+pub fn user_values(u: &UserRow) -> [&dyn Param; 5] {
+    [&u.id, &u.email, &u.password_hash, &u.created_at, &u.email_verified_at]
 }
 
 /// The values of [`INSERT_CLIENT`].
@@ -284,7 +284,7 @@ pub const INSERT_FIRST_SIGNING_KEY: Sql = sql!(
 );
 
 /// The housekeeping deletes, each with its cutoff (`$1`).
-pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 13] {
+pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 14] {
     let day = 86_400;
     [
         (sql!("DELETE FROM mfa_tokens WHERE expires_at < $1"), now - day),
@@ -298,6 +298,7 @@ pub fn sweeps(now: i64, keep_dead: i64) -> [(Sql, i64); 13] {
         (sql!("DELETE FROM upstream_states WHERE expires_at < $1"), now),
         (sql!("DELETE FROM passkey_challenges WHERE expires_at < $1"), now),
         (sql!("DELETE FROM device_alerts WHERE expires_at < $1"), now),
+        (sql!("DELETE FROM email_links WHERE expires_at < $1"), now),
         (
             sql!(
                 "DELETE FROM approvals WHERE expires_at < $1 AND id NOT IN (SELECT approval_id FROM pairing_codes WHERE approval_id IS NOT NULL)"
@@ -323,7 +324,7 @@ pub const CLEAR_LOGIN_FAILURES: Sql = sql!("DELETE FROM login_failures WHERE key
 // ---------------------------------------------------------------------------------------------
 // Accounts and OAuth clients.
 
-pub const INSERT_USER: Sql = sql!(concat!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4)"));
+pub const INSERT_USER: Sql = sql!(concat!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5)"));
 pub const USER_BY_EMAIL: Sql = sql!(concat!("SELECT ", user_cols!(), " FROM users WHERE email = $1"));
 pub const USER_BY_ID: Sql = sql!(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"));
 pub const INSERT_CLIENT: Sql = sql!(concat!("INSERT INTO clients (", client_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"));

@@ -103,6 +103,11 @@ fn all() -> Vec<Sql> {
         USE_DEVICE_ALERT,
         NEW_DEVICE_MAIL,
         SET_NEW_DEVICE_MAIL,
+        INSERT_EMAIL_LINK,
+        EMAIL_LINK,
+        USE_EMAIL_LINK,
+        END_EMAIL_LINKS,
+        VERIFY_EMAIL,
     ];
     v.extend(sweeps(0, 0).map(|(s, _)| s));
     v

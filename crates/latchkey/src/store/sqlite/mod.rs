@@ -159,7 +159,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 }
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok(from_row!(r, UserRow { id, email, password_hash, created_at }))
+    Ok(from_row!(r, UserRow { id, email, password_hash, created_at, email_verified_at }))
 }
 
 fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
