@@ -397,6 +397,35 @@ async fn browser_is_warned_about_a_device_on_another_network() {
     assert!(tokens["access_token"].is_string());
 }
 
+/// "This wasn't me" from a new-device mail, then "Forgot your password?" and the reset link, in
+/// the browser; the mails go over real SMTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_disowns_a_device_from_its_mail_and_resets_the_password() {
+    let Some(tools) = tools_or_skip("mail_links.mjs") else {
+        return;
+    };
+    let (sink, port) = common::smtp::Sink::start().await;
+    let t = spawn_with(move |s| {
+        s.mail.smtp_url = format!("smtp://127.0.0.1:{port}");
+        s.accounts.verify_email = false;
+    })
+    .await;
+    let email = "ann@example.com";
+    t.register(email).await;
+    t.login(email, "Laptop").await;
+    sink.message(1).await;
+    let intruder = t.login(email, "Intruder").await;
+    let link = common::smtp::link_in(&sink.message(2).await, "/wasnt-me/");
+    let new_password = "a brand new passphrase";
+    let vars = [("WASNT_ME_LINK", link.as_str()), ("INTRUDER_NAME", "Intruder"), ("EMAIL", email), ("NEW_PASSWORD", new_password)];
+    let (script, _) = Script::start(&tools, &t, &vars).wait_for_line("RESET_ASKED").await;
+    let reset = common::smtp::link_in(&sink.message(3).await, "/reset-password/");
+    script.say(&reset).await.finish().await;
+    assert_eq!(t.get_auth("/api/v1/devices", &s(&intruder, "access_token")).await.status(), 401);
+    let old = t.post_json("/api/v1/sessions", json!({ "email": email, "password": PASSWORD })).await;
+    assert_eq!(old.status(), 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_shows_a_pairing_code_and_allows_who_joined() {
     let Some(tools) = tools_or_skip("pair.mjs") else {

@@ -2,7 +2,7 @@
 //! that are inert until their form is sent, work once, and say nothing about which addresses
 //! have accounts.
 
-use crate::common::smtp::Sink;
+use crate::common::smtp::{Sink, link_in};
 use crate::common::upstream::browser;
 use crate::common::*;
 use serde_json::{Value, json};
@@ -11,16 +11,6 @@ async fn with_mail() -> (TestApp, Sink) {
     let (sink, port) = Sink::start().await;
     let t = spawn_with(move |s| s.mail.smtp_url = format!("smtp://127.0.0.1:{port}")).await;
     (t, sink)
-}
-
-/// The link in a mail as the sink received it (undoing quoted-printable), for `path`.
-fn link_in(mail: &str, path: &str) -> String {
-    let plain = mail.replace("=\n", "").replace("=3D", "=");
-    let at = plain.find(path).unwrap_or_else(|| panic!("no {path} link in {plain}"));
-    let start = plain[..at].rfind("http").expect("an absolute link");
-    let rest = &plain[at + path.len()..];
-    let end = at + path.len() + rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len());
-    plain[start..end].to_owned()
 }
 
 fn token_of(link: &str) -> String {

@@ -22,13 +22,9 @@ async fn with_mail(tweak: impl FnOnce(&mut latchkey::config::Settings) + Send + 
     (t, sink)
 }
 
-/// The "This wasn't me" link in a mail as the sink received it (undoing quoted-printable).
+/// The "This wasn't me" link in a mail.
 fn link_in(mail: &str) -> String {
-    let plain = mail.replace("=\n", "").replace("=3D", "=");
-    let at = plain.find("/wasnt-me/").unwrap_or_else(|| panic!("no link in {plain}"));
-    let start = plain[..at].rfind("http").expect("an absolute link");
-    let end = at + "/wasnt-me/".len() + plain[at + 10..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap();
-    plain[start..end].to_owned()
+    crate::common::smtp::link_in(mail, "/wasnt-me/")
 }
 
 fn subject(mail: &str) -> &str {

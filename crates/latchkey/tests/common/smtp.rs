@@ -76,3 +76,14 @@ pub fn code_in(mail: &str) -> String {
         .unwrap_or_else(|| panic!("no code in {mail}"))
         .to_owned()
 }
+
+/// The link to `path` (such as `/wasnt-me/`) in a mail as the sink received it, quoted-printable
+/// undone: from its `http` to the end of the token.
+pub fn link_in(mail: &str, path: &str) -> String {
+    let plain = mail.replace("=\n", "").replace("=3D", "=");
+    let at = plain.find(path).unwrap_or_else(|| panic!("no {path} link in {plain}"));
+    let start = plain[..at].rfind("http").expect("an absolute link");
+    let rest = &plain[at + path.len()..];
+    let end = at + path.len() + rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len());
+    plain[start..end].to_owned()
+}
