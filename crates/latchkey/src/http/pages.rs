@@ -173,6 +173,8 @@ struct AccountPage {
     step_up: StepUpRule,
     mail: crate::service::device_alerts::MailChoice,
     email_unverified: bool,
+    /// Sign-in codes by e-mail are on; None: the account has no address for them.
+    email_codes: Option<bool>,
     events: Vec<EventView>,
 }
 
@@ -208,6 +210,10 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
     let events =
         events.into_iter().map(|e| EventView { at: rfc3339(e.at), kind: e.kind.replace('_', " "), ip: e.ip.unwrap_or_default() }).collect();
     let email_unverified = user.email.is_some() && user.email_verified_at.is_none();
+    let email_codes = match user.email {
+        Some(_) => Some(crate::service::enrolment::email_codes_on(&s.app, &caller).await?),
+        None => None,
+    };
     let email = user.email.unwrap_or_else(|| "an account without e-mail".into());
     let page = (
         jar,
@@ -223,6 +229,7 @@ async fn account(State(s): State<AppState>, jar: CookieJar, WebUser(caller): Web
             step_up,
             mail,
             email_unverified,
+            email_codes,
             events,
         },
     )

@@ -93,6 +93,11 @@ pub async fn enrol_email(app: &App, caller: &Caller, code: Option<&str>, meta: &
     Ok(true)
 }
 
+/// Whether sign-in codes by e-mail are on for the caller's account.
+pub async fn email_codes_on(app: &App, caller: &Caller) -> AppResult<bool> {
+    Ok(app.store.email_factor(&caller.user_id).await?)
+}
+
 /// `POST /api/v1/mfa/email/disable`: with no code, mails one to the account's address; with the
 /// code, turns e-mail codes off. A code, not only a recent sign-in: someone holding a stolen
 /// session must not be able to weaken the account.

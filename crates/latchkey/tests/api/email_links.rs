@@ -2,7 +2,7 @@
 //! that are inert until their form is sent, work once, and say nothing about which addresses
 //! have accounts.
 
-use crate::common::smtp::{Sink, link_in};
+use crate::common::smtp::{Sink, code_in, link_in};
 use crate::common::upstream::browser;
 use crate::common::*;
 use serde_json::{Value, json};
@@ -185,4 +185,37 @@ async fn concurrent_resets_with_one_link_give_one_winner() {
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
     assert_eq!(t.app.store.audit_all(100).await.unwrap().iter().filter(|e| e.kind == "password_reset").count(), 1);
+}
+
+/// /account turns sign-in codes by e-mail on and off, each with a code mailed to the address;
+/// turning them on verifies the address too.
+#[tokio::test]
+async fn the_account_page_turns_email_codes_on_and_off_with_mailed_codes() {
+    let (t, sink) = with_mail().await;
+    t.register("ann@example.com").await;
+    sink.message(1).await;
+    let b = browser();
+    let login = b.get(t.url("/login")).send().await.unwrap().text().await.unwrap();
+    let form = [("csrf", csrf_in(&login)), ("next", "/account".into()), ("email", "ann@example.com".into()), ("password", PASSWORD.into())];
+    assert_eq!(b.post(t.url("/login")).form(&form).send().await.unwrap().status(), 303);
+    let account = b.get(t.url("/account")).send().await.unwrap().text().await.unwrap();
+    assert!(account.contains("Turn on e-mail codes") && account.contains("not verified yet"), "{account}");
+    let csrf = csrf_in(&account);
+
+    for (action, n, after) in [("on", 2, "Turn off e-mail codes"), ("off", 3, "Turn on e-mail codes")] {
+        let r = b.post(t.url("/account/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action)]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("Code from the e-mail"));
+        let code = code_in(&sink.message(n).await);
+        let wrong = b.post(t.url("/account/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action), ("code", "000000")]);
+        assert_eq!(wrong.send().await.unwrap().status(), 400);
+        let r = b.post(t.url("/account/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action), ("code", code.as_str())]);
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 303, "{action}");
+        let account = b.get(t.url("/account")).send().await.unwrap().text().await.unwrap();
+        assert!(account.contains(after), "after {action}: {account}");
+        assert!(!account.contains("not verified yet"), "the mailed code verified the address");
+    }
+    let changes = t.app.store.audit_all(50).await.unwrap().into_iter().filter(|e| e.kind == "mfa_changed").count();
+    assert_eq!(changes, 2);
 }
