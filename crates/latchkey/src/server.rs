@@ -52,7 +52,9 @@ impl Server {
         let app = self.state.app.clone();
         let warm = tokio::spawn(async move { app.upstreams.warm_up(app.now()).await });
         let router = http::router(self.state);
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(router))
+            .with_graceful_shutdown(shutdown)
+            .await?;
         sweeper.abort();
         warm.abort();
         Ok(())

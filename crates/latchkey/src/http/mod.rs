@@ -25,17 +25,19 @@ pub mod web;
 
 use crate::service::App;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 #[derive(Clone)]
@@ -81,9 +83,22 @@ pub fn csp_with_form_target(origin: &str) -> String {
     CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"))
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP service: the routes, then the cross-cutting layers once around them.
+pub type HttpService = BoxCloneSyncService<Request, Response, Infallible>;
+
+/// The routes, each with one thin layer of its own (`route_context`: the route template for the
+/// span and the metrics, and the request timeout), inside one stack of cross-cutting layers.
+/// The stack is not put on the router with `Router::layer`: that wraps every route in every
+/// layer separately, and each request then clones the route's chain of boxed services, one
+/// allocation per layer (80 allocations a request with 13 layers, measured with callgrind).
+pub fn router(state: AppState) -> HttpService {
     let s = &state.app.settings.server;
-    let mut router = Router::new()
+    let body_limit = s.max_body_bytes;
+    let hsts = state
+        .app
+        .secure_cookies
+        .then(|| SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
+    let routes = Router::new()
         .merge(api::router())
         .merge(qr_api::router())
         .merge(qr_pages::router())
@@ -105,25 +120,28 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })
-        .layer(DefaultBodyLimit::max(s.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(s.request_timeout_secs)))
-        .layer(middleware::from_fn(track_metrics))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        // Outermost but for panics: the id is set (or a client's kept) first, the span opened
-        // with it covers every layer within, and the response carries it back.
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        // Only the route knows its template (MatchedPath), so this one layer stays per route.
+        .layer(middleware::from_fn_with_state(Duration::from_secs(s.request_timeout_secs), route_context))
+        .with_state(state);
+    // Outermost first: panics are caught around everything; the id is set (or a client's kept)
+    // before the span that carries it opens, and the response carries it back; the span covers
+    // every layer within.
+    let stack = ServiceBuilder::new()
+        // The layers change the body type; the server wants axum's own.
+        .map_response(IntoResponse::into_response)
+        .option_layer(hsts)
+        .layer(CatchPanicLayer::custom(|_| error::problem(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server")))
         .layer(SetRequestIdLayer::x_request_id(CountedRequestId))
-        .layer(CatchPanicLayer::custom(|_| error::problem(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on the server")));
-    if state.app.secure_cookies {
-        router = router
-            .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000")));
-    }
-    router.with_state(state)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(routes);
+    BoxCloneSyncService::new(stack)
 }
 
 /// Request ids: a random prefix (8 hex digits) chosen at start (so ids from several instances do not collide)
@@ -145,19 +163,25 @@ impl MakeRequestId for CountedRequestId {
 }
 
 /// The span every log line of one request is in: method, route template (not the raw path, which
-/// may hold ids and codes) and the request id, which the response carries as `x-request-id`.
+/// may hold ids and codes) and the request id, which the response carries as `x-request-id`. The
+/// route is known only once the router has matched it: `route_context` records it.
 fn request_span(req: &Request) -> tracing::Span {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), route, request_id = id)
+    tracing::info_span!("request", method = %req.method(), route = tracing::field::Empty, request_id = id)
 }
 
-/// Requests and latency by route template (never by raw path: ids would explode the series).
-async fn track_metrics(req: Request, next: Next) -> Response {
+/// What only the matched route knows: its template goes into the request's span and labels the
+/// metrics (never the raw path: ids would explode the series), and the request is timed out here
+/// so that a timed-out request is counted under its route too.
+async fn route_context(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    tracing::Span::current().record("route", route.as_str());
     let method = req.method().to_string();
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => error::problem(StatusCode::SERVICE_UNAVAILABLE, "the request took too long; try again"),
+    };
     let status = resp.status().as_u16().to_string();
     metrics::counter!("latchkey_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
     metrics::histogram!("latchkey_http_request_duration_seconds", "route" => route).record(start.elapsed().as_secs_f64());
