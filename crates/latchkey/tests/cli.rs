@@ -373,3 +373,38 @@ async fn the_companion_approves_a_qr_login_from_its_url_or_a_picture() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
 }
+
+/// Every line one request logs carries its request id and its route template (recorded once the
+/// router has matched it), so an operator can find them together from the `x-request-id` a user quotes.
+#[test]
+fn a_requests_log_lines_carry_its_request_id_and_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = latchkey(dir.path(), &["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let body = "client_id=latchkey-cli";
+    write!(
+        s,
+        "POST /oauth/device_authorization HTTP/1.1\r\nHost: x\r\nx-request-id: trace-7f3a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("x-request-id: trace-7f3a"), "the response carries the id back: {answer}");
+    assert!(Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap().success());
+    server.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let audit = logged.lines().find(|l| l.contains("device_code_issued")).unwrap_or_else(|| panic!("no audit line in:\n{logged}"));
+    assert!(audit.contains(r#"request_id="trace-7f3a""#), "{audit}");
+    assert!(audit.contains(r#"route="/oauth/device_authorization""#), "{audit}");
+}
