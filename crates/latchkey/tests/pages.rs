@@ -420,7 +420,15 @@ async fn browser_disowns_a_device_from_its_mail_and_resets_the_password() {
     let vars = [("WASNT_ME_LINK", link.as_str()), ("INTRUDER_NAME", "Intruder"), ("EMAIL", email), ("NEW_PASSWORD", new_password)];
     let (script, _) = Script::start(&tools, &t, &vars).wait_for_line("RESET_ASKED").await;
     let reset = common::smtp::link_in(&sink.message(3).await, "/reset-password/");
-    script.say(&reset).await.finish().await;
+    let (script, _) = script.say(&reset).await.wait_for_line("ACCOUNT_OPEN").await;
+    // From a phone: revoke the browser (the other device left after the reset).
+    let phone = t.post_json("/api/v1/sessions", json!({ "email": email, "password": new_password, "device": { "name": "Phone" } })).await;
+    let phone = s(&phone.json::<Value>().await.unwrap(), "access_token");
+    let devices: Value = t.get_auth("/api/v1/devices", &phone).await.json().await.unwrap();
+    let browser = devices.as_array().unwrap().iter().find(|d| d["current"] == false).expect("the browser's device").clone();
+    let r = t.http.delete(t.url(&format!("/api/v1/devices/{}", s(&browser, "id")))).bearer_auth(&phone).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    script.say("revoked").await.finish().await;
     assert_eq!(t.get_auth("/api/v1/devices", &s(&intruder, "access_token")).await.status(), 401);
     let old = t.post_json("/api/v1/sessions", json!({ "email": email, "password": PASSWORD })).await;
     assert_eq!(old.status(), 401);
@@ -546,6 +554,7 @@ async fn an_app_signs_in_through_login_with_totp_then_a_remembered_device() {
         scopes: None,
         consent: latchkey::service::clients::Consent::Auto,
         id_token_alg: latchkey::keys::SigningAlg::RS256,
+        introspects_any: false,
     };
     assert!(latchkey::service::clients::create(&t.app, client).await.unwrap().is_none(), "a public client got a secret");
 
@@ -813,7 +822,27 @@ async fn browser_adds_a_passkey_signs_in_with_it_and_steps_up_to_approve() {
     let qr: Value = r.json().await.unwrap();
     let script = script.say(&format!("{} {}", s(&qr, "url"), s(&qr, "match_code"))).await;
     let (script, _) = script.wait_for_line("APPROVED").await;
+
+    // The same step-up on /device (a device grant) and on /pair (a pairing code).
+    t.clock.advance(t.app.settings.passkeys.step_up_max_age_secs as i64 + 1);
+    let grant = t.device_authorization().await;
+    let script = script.say(&s(&grant, "verification_uri_complete")).await;
+    let (script, _) = script.wait_for_line("DEVICE_APPROVED").await;
+    t.clock.advance(t.app.settings.passkeys.step_up_max_age_secs as i64 + 1);
+    let (script, code) = script.wait_for_line("PAIR_CODE=").await;
+    let r = t.post_json("/api/v1/pairing-codes/redeem", json!({ "code": code, "device": { "name": "Tablet" } })).await;
+    if r.status() != 200 {
+        match script.fail(&format!("the pairing code {code} did not redeem: {}", r.status())).await {}
+    }
+    let paired: Value = r.json().await.unwrap();
+    let (script, _) = script.wait_for_line("PAIR_APPROVED").await;
+    let (script, _) = script.wait_for_line("FALLBACK_OK").await;
     script.finish().await;
+    for (flow, device_code) in [("device grant", s(&grant, "device_code")), ("pairing", s(&paired, "device_code"))] {
+        let id = latchkey::domain::secret::located_token_id(&device_code, "lk_dc_");
+        let approval = t.app.store.approval(id.expect("a code naming its request")).await.unwrap().unwrap();
+        assert!(approval.passkey_verified, "the {flow} approval records the step-up");
+    }
 
     let approval = t.app.store.approval(&s(&qr, "id")).await.unwrap().unwrap();
     assert!(approval.passkey_verified, "the approval records the step-up");

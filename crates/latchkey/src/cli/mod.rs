@@ -136,12 +136,14 @@ pub enum ClientCommand {
     /// Register an OAuth client.
     #[command(long_about = "Register an OAuth client. Public clients (the default) cannot keep a secret: CLIs, TVs, mobile apps, \
 single-page apps. A confidential client (--confidential) gets a secret, printed once and stored only as a hash; it \
-authenticates with client_secret_basic or client_secret_post and may use token introspection.\n\n\
+authenticates with client_secret_basic or client_secret_post and may introspect the tokens issued to itself; a \
+resource server that checks the tokens of other clients is added with --introspect-any-token.\n\n\
 An app that signs its users in through Latchkey (authorization code + PKCE, OpenID Connect) registers its redirect \
 URIs: they are matched exactly, except that a public client's http://127.0.0.1/… loopback URI matches on any port \
 (RFC 8252).\n\n\
 Examples:\n    latchkey client add tv-app --name \"Living-room TV app\"\n    \
-latchkey client add grafana --name Grafana --confidential --redirect-uri https://grafana.example.com/login/generic_oauth")]
+latchkey client add grafana --name Grafana --confidential --redirect-uri https://grafana.example.com/login/generic_oauth\n    \
+latchkey client add api-gateway --name \"API gateway\" --confidential --introspect-any-token")]
     Add {
         /// The client_id: 1 to 64 letters, digits, dashes, underscores or dots.
         id: String,
@@ -166,6 +168,10 @@ latchkey client add grafana --name Grafana --confidential --redirect-uri https:/
         /// How its id_tokens are signed: RS256 or EdDSA.
         #[arg(long, default_value = "RS256")]
         id_token_signed_response_alg: String,
+        /// A resource server: may introspect the tokens of every client, not only its own
+        /// (confidential clients only).
+        #[arg(long, requires = "confidential")]
+        introspect_any_token: bool,
     },
     /// List the registered clients.
     #[command(long_about = "List the registered clients, one per line: client_id, public or confidential, name and redirect \
@@ -299,6 +305,7 @@ async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             scope,
             consent,
             id_token_signed_response_alg: alg,
+            introspect_any_token,
         } => {
             let new = clients::NewClient {
                 id: id.clone(),
@@ -310,6 +317,7 @@ async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
                 consent: clients::Consent::parse(&consent).map_err(err)?,
                 id_token_alg: crate::keys::SigningAlg::parse(&alg)
                     .ok_or_else(|| anyhow::anyhow!("--id-token-signed-response-alg must be RS256 or EdDSA"))?,
+                introspects_any: introspect_any_token,
             };
             match clients::create(&app, new).await.map_err(err)? {
                 Some(secret) => {
@@ -349,6 +357,7 @@ fn client_json(c: &crate::store::ClientRow) -> serde_json::Value {
         "redirect_uris": c.redirect_uri_list().collect::<Vec<_>>(),
         "post_logout_redirect_uris": c.post_logout_uri_list().collect::<Vec<_>>(),
         "scope": c.scopes, "consent": c.consent, "id_token_signed_response_alg": c.id_token_alg,
+        "introspects_any": c.introspects_any,
         "created_at": crate::clock::rfc3339(c.created_at),
     })
 }

@@ -59,6 +59,8 @@ pub struct NewClient {
     pub scopes: Option<String>,
     pub consent: Consent,
     pub id_token_alg: SigningAlg,
+    /// May introspect the tokens of every client (a resource server), not only its own.
+    pub introspects_any: bool,
 }
 
 impl NewClient {
@@ -73,6 +75,7 @@ impl NewClient {
             scopes: None,
             consent: Consent::Auto,
             id_token_alg: SigningAlg::RS256,
+            introspects_any: false,
         }
     }
 }
@@ -97,6 +100,9 @@ pub async fn create(app: &App, c: NewClient) -> AppResult<Option<String>> {
         return Err(AppError::BadRequest("name must be 1 to 100 characters".into()));
     }
     let public = !c.confidential;
+    if public && c.introspects_any {
+        return Err(AppError::BadRequest("only a confidential client may introspect tokens".into()));
+    }
     let scopes = Scope::parse(c.scopes.as_deref().unwrap_or(DEFAULT_APP_SCOPES))?;
     let secret = c.confidential.then(|| secret::new_token(secret::CLIENT_SECRET_PREFIX));
     let row = ClientRow {
@@ -109,6 +115,7 @@ pub async fn create(app: &App, c: NewClient) -> AppResult<Option<String>> {
         scopes: scopes.to_string(),
         consent: c.consent.as_str().into(),
         id_token_alg: c.id_token_alg.as_str().into(),
+        introspects_any: c.introspects_any,
     };
     app.store.create_client(&row).await.map_err(|e| match e {
         crate::store::StoreError::Conflict => {
@@ -117,7 +124,7 @@ pub async fn create(app: &App, c: NewClient) -> AppResult<Option<String>> {
         e => e.into(),
     })?;
     Audit::new(AuditKind::ClientCreated)
-        .detail(serde_json::json!({ "client_id": id, "confidential": c.confidential, "redirect_uris": c.redirect_uris }))
+        .detail(serde_json::json!({ "client_id": id, "confidential": c.confidential, "introspects_any": c.introspects_any, "redirect_uris": c.redirect_uris }))
         .record(app)
         .await?;
     Ok(secret)

@@ -134,12 +134,21 @@ pub struct Introspection {
 }
 
 /// RFC 7662, for confidential clients only: public clients cannot authenticate, and an open
-/// introspection endpoint would be a token-scanning oracle.
+/// introspection endpoint would be a token-scanning oracle. A client learns only about tokens
+/// issued to itself unless its operator made it a resource server (`introspects_any`): an app
+/// must not read, or test the life of, the tokens another app's users hold (section 4).
 pub async fn introspect(app: &App, token: &str, client: &ClientAuth) -> AppResult<Introspection> {
-    let client = clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
-    if client.secret_hash.is_none() {
+    let caller = clients::authenticate(app, &client.client_id, client.client_secret.as_deref()).await?;
+    if caller.secret_hash.is_none() {
         return Err(AppError::InvalidClient);
     }
+    let answer = introspect_any(app, token).await?;
+    let visible = caller.introspects_any || answer.client_id.as_deref() == Some(caller.id.as_str());
+    // Someone else's token looks exactly like an unknown one.
+    Ok(if visible { answer } else { Introspection::default() })
+}
+
+async fn introspect_any(app: &App, token: &str) -> AppResult<Introspection> {
     let now = app.now();
     if secret::token_bytes(token, secret::REFRESH_PREFIX).is_some() {
         let Some(row) = app.store.refresh_token(&secret::token_hash(token)).await? else {

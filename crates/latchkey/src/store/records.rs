@@ -39,6 +39,9 @@ pub struct ClientRow {
     pub consent: String,
     /// `RS256` or `EdDSA`.
     pub id_token_alg: String,
+    /// A resource server's right to introspect the tokens of other clients; without it a
+    /// confidential client learns only about tokens issued to itself.
+    pub introspects_any: bool,
 }
 
 impl ClientRow {

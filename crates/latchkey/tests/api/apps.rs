@@ -23,6 +23,7 @@ pub async fn add_app(t: &TestApp, id: &str, confidential: bool, alg: SigningAlg)
         scopes: None,
         consent: Consent::Auto,
         id_token_alg: alg,
+        introspects_any: false,
     };
     latchkey::service::clients::create(&t.app, new).await.unwrap()
 }
@@ -377,6 +378,40 @@ async fn a_confidential_client_authenticates_and_revoking_the_device_ends_its_to
     let r = t.http.delete(t.url(&format!("/api/v1/devices/{browser_device}"))).bearer_auth(s(&phone, "access_token")).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(t.get_auth("/oauth/userinfo", &s(&tokens, "access_token")).await.status(), 401, "revoking the device ends the app's tokens");
+}
+
+#[tokio::test]
+async fn an_app_introspects_its_own_tokens_and_not_another_apps() {
+    let t = spawn().await;
+    t.register("ann@example.com").await;
+    let wiki = add_app(&t, "wiki", true, SigningAlg::RS256).await.unwrap();
+    let chat = add_app(&t, "chat", true, SigningAlg::RS256).await.unwrap();
+    web_login(&t, "ann@example.com").await;
+    let q = authorize(&t, &authorize_url(&t, "wiki", &[])).await;
+    let tokens: Value = exchange(&t, "wiki", Some(&wiki), &q["code"], Some(VERIFIER)).await.json().await.unwrap();
+    let introspect = |token: String, id: &'static str, secret: String| {
+        let (http, url) = (t.http.clone(), t.url("/oauth/introspect"));
+        async move {
+            let r = http.post(url).basic_auth(id, Some(secret)).form(&[("token", token)]).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    for kind in ["access_token", "refresh_token"] {
+        let own = introspect(s(&tokens, kind), "wiki", wiki.clone()).await;
+        assert_eq!(own["active"], true, "{kind}: {own}");
+        assert_eq!(own["client_id"], "wiki");
+        // Another app learns nothing, not even that the token is live.
+        let other = introspect(s(&tokens, kind), "chat", chat.clone()).await;
+        assert_eq!(other, serde_json::json!({ "active": false }), "{kind}");
+    }
+    // A resource server registered as such sees every client's tokens.
+    let gateway = NewClient { introspects_any: true, ..NewClient::device("gateway", "Gateway", true) };
+    let gw = latchkey::service::clients::create(&t.app, gateway).await.unwrap().unwrap();
+    assert_eq!(introspect(s(&tokens, "access_token"), "gateway", gw).await["active"], true);
+    // Only a confidential client may be one.
+    let public = NewClient { introspects_any: true, ..NewClient::device("tv", "TV", false) };
+    assert!(latchkey::service::clients::create(&t.app, public).await.is_err());
 }
 
 #[tokio::test]

@@ -129,10 +129,12 @@ async fn revocation_follows_rfc_7009() {
 async fn introspection_is_for_authenticated_confidential_clients() {
     let t = spawn().await;
     t.register("ann@example.com").await;
-    let secret = latchkey::service::clients::create(&t.app, latchkey::service::clients::NewClient::device("api-gw", "API gateway", true))
-        .await
-        .unwrap()
-        .unwrap();
+    // A resource server: it checks the tokens of other clients (the CLI's here).
+    let gateway = latchkey::service::clients::NewClient {
+        introspects_any: true,
+        ..latchkey::service::clients::NewClient::device("api-gw", "API gateway", true)
+    };
+    let secret = latchkey::service::clients::create(&t.app, gateway).await.unwrap().unwrap();
     assert!(secret.starts_with("lk_cs_"));
     let v = t.login("ann@example.com", "Laptop").await;
     let basic = |id: &str, sec: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{sec}")));

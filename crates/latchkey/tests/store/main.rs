@@ -164,6 +164,7 @@ fn app_client(id: &str, name: &str) -> ClientRow {
         scopes: "openid".into(),
         consent: "auto".into(),
         id_token_alg: "RS256".into(),
+        introspects_any: false,
     }
 }
 

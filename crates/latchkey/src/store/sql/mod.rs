@@ -90,7 +90,7 @@ macro_rules! user_cols {
 }
 macro_rules! client_cols {
     () => {
-        "id, name, secret_hash, created_at, redirect_uris, post_logout_redirect_uris, scopes, consent, id_token_alg"
+        "id, name, secret_hash, created_at, redirect_uris, post_logout_redirect_uris, scopes, consent, id_token_alg, introspects_any"
     };
 }
 macro_rules! totp_cols {
@@ -240,8 +240,19 @@ pub fn user_values(u: &UserRow) -> [&dyn Param; 5] {
 }
 
 /// The values of [`INSERT_CLIENT`].
-pub fn client_values(c: &ClientRow) -> [&dyn Param; 9] {
-    [&c.id, &c.name, &c.secret_hash, &c.created_at, &c.redirect_uris, &c.post_logout_redirect_uris, &c.scopes, &c.consent, &c.id_token_alg]
+pub fn client_values(c: &ClientRow) -> [&dyn Param; 10] {
+    [
+        &c.id,
+        &c.name,
+        &c.secret_hash,
+        &c.created_at,
+        &c.redirect_uris,
+        &c.post_logout_redirect_uris,
+        &c.scopes,
+        &c.consent,
+        &c.id_token_alg,
+        &c.introspects_any,
+    ]
 }
 
 /// The values of [`INSERT_MFA_TOKEN`].
@@ -327,7 +338,7 @@ pub const CLEAR_LOGIN_FAILURES: Sql = sql!("DELETE FROM login_failures WHERE key
 pub const INSERT_USER: Sql = sql!(concat!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5)"));
 pub const USER_BY_EMAIL: Sql = sql!(concat!("SELECT ", user_cols!(), " FROM users WHERE email = $1"));
 pub const USER_BY_ID: Sql = sql!(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"));
-pub const INSERT_CLIENT: Sql = sql!(concat!("INSERT INTO clients (", client_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"));
+pub const INSERT_CLIENT: Sql = sql!(concat!("INSERT INTO clients (", client_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"));
 pub const CLIENT: Sql = sql!(concat!("SELECT ", client_cols!(), " FROM clients WHERE id = $1 AND removed_at IS NULL"));
 pub const CLIENTS: Sql = sql!(concat!("SELECT ", client_cols!(), " FROM clients WHERE removed_at IS NULL ORDER BY id"));
 /// Removal keeps the row (sessions and requests refer to it) and drops what it was granted.

@@ -165,7 +165,18 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
 fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
     Ok(from_row!(
         r,
-        ClientRow { id, name, secret_hash, created_at, redirect_uris, post_logout_redirect_uris, scopes, consent, id_token_alg }
+        ClientRow {
+            id,
+            name,
+            secret_hash,
+            created_at,
+            redirect_uris,
+            post_logout_redirect_uris,
+            scopes,
+            consent,
+            id_token_alg,
+            introspects_any
+        }
     ))
 }
 
