@@ -131,7 +131,8 @@ export async function watchedPage(context) {
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
   page.setDefaultNavigationTimeout(15_000);
-  const w = { page, navs: [], cspViolations: [], pageErrors: [] };
+  const w = { page, navs: [], requests: [], cspViolations: [], pageErrors: [] };
+  page.on('request', (r) => w.requests.push(r.url()));
   // Console errors that name the CSP mean the page tries something its own policy forbids.
   page.on('console', (m) => {
     if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) w.cspViolations.push(m.text());

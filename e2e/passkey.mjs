@@ -11,7 +11,11 @@
 //   Prints `SIGNED_IN_WITH_PASSKEY` once back on /account through the passkey, then reads one
 //   line on stdin: `<QR url> <number>` of a QR login the caller started (after letting the
 //   sign-in's own assertion grow stale). It opens the URL, taps the number, lets the page do the
-//   step-up, checks the approval went through, prints `APPROVED` and exits.
+//   step-up, checks the approval went through and prints `APPROVED`. Then it reads a device
+//   grant's verification_uri_complete, approves it on /device with a step-up and prints
+//   `DEVICE_APPROVED`; shows a code on /pair, prints `PAIR_CODE=<code>`, waits for the caller to
+//   redeem it, allows it with a step-up and prints `PAIR_APPROVED`. Last, a browser without
+//   WebAuthn signs in with the password on a /login that offers no passkey: `FALLBACK_OK`.
 //
 // BASE must be a host name (localhost), not an IP address: WebAuthn refuses IP addresses.
 // Exits 0 when every check holds; otherwise prints `FAILED: <why>` and exits 1. Run by
@@ -106,7 +110,51 @@ main(async () => {
     await waitInPage(page, () => !document.querySelector('.passkey-error'), null, 1_000, async () => `step-up failed: ${said}`);
     check(/approved|signed in/i.test(said) && !/passkey assertion/.test(said), `after Approve the page says "${said}"`);
     await screenshot(page, shots, 'qr-approved-with-passkey.png');
-    w.clean();
     console.log('APPROVED');
+
+    // 7. A device code on /device: after Continue, Approve asks for the passkey first.
+    const link = (await readLine(CALLER_TIMEOUT_MS, 'no device code', 'the device link')).trim();
+    await page.goto(link);
+    await w.clickAndLand(page.getByRole('button', { name: 'Continue' }), '/device', 'submitting the code');
+    const decision = page.locator('form[action="/device/decision"]');
+    check((await decision.getAttribute('data-step-up')) === 'yes', 'the /device Approve form does not ask for a passkey first');
+    const stepUps = () => w.requests.filter((u) => u.endsWith('/passkeys/step-up/finish')).length;
+    const before = stepUps();
+    await w.clickAndLand(page.getByRole('button', { name: 'Approve', exact: true }), '/device/decision', 'approving the device code');
+    check(stepUps() === before + 1, `approving on /device made ${stepUps() - before} step-ups`);
+    check(/approved|signed in|allowed/i.test(await text(page.locator('main'))), `after Approve /device says "${await text(page.locator('main'))}"`);
+    console.log('DEVICE_APPROVED');
+
+    // 8. A pairing code on /pair: Allow asks for the passkey first.
+    await page.goto(`${base}/pair`);
+    await w.clickAndLand(page.getByRole('button', { name: 'Show a pairing code' }), '/pair', 'asking for a pairing code');
+    console.log(`PAIR_CODE=${(await page.locator('#code').textContent()).trim()}`);
+    const allow = page.locator('#status form[data-step-up="yes"]').getByRole('button', { name: 'Allow', exact: true });
+    await allow.waitFor({ state: 'visible', timeout: CALLER_TIMEOUT_MS }).catch(() => check(false, 'nobody joined, or Allow does not ask for a passkey'));
+    const id = await page.locator('#pairing').getAttribute('data-id');
+    const beforePair = stepUps();
+    await w.clickAndLand(allow, `/pair/${id}/approve`, 'allowing the paired device');
+    check(stepUps() === beforePair + 1, `allowing on /pair made ${stepUps() - beforePair} step-ups`);
+    check(/Device allowed/.test(await text(page.locator('main'))), `after Allow /pair says "${await text(page.locator('main'))}"`);
+    w.clean();
+    console.log('PAIR_APPROVED');
+  });
+
+  // 9. A browser without WebAuthn: /login hides the passkey button and the password still works.
+  await withBrowser(async (browser) => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    await context.addInitScript(() => {
+      delete window.PublicKeyCredential;
+    });
+    const w = await watchedPage(context);
+    const { page } = w;
+    await page.goto(`${base}/login`);
+    check(await page.evaluate(() => typeof window.PublicKeyCredential === 'undefined'), 'PublicKeyCredential is still there');
+    check(await page.locator('#passkey-login').isHidden(), 'a browser without WebAuthn is offered "Sign in with a passkey"');
+    await w.signIn(email, password, '/account', 'password sign-in without WebAuthn');
+    check(await page.locator('#passkey-add').isHidden(), '/account offers to add a passkey to a browser without WebAuthn');
+    check((await page.locator('li.passkey').count()) === 1, 'the passkeys of the account are still listed');
+    w.clean();
+    console.log('FALLBACK_OK');
   });
 });

@@ -48,6 +48,11 @@ async fn sign_in(t: &TestApp, key: &mut SoftKey) -> reqwest::Response {
     sign_in_finish(t, &started["challenge_id"], credential).await
 }
 
+async fn device_count(t: &TestApp, at: &str) -> usize {
+    let list: Value = t.get_auth("/api/v1/devices", at).await.json().await.unwrap();
+    list.as_array().unwrap().len()
+}
+
 async fn passkey_count(t: &TestApp, at: &str) -> usize {
     let list: Value = t.get_auth("/api/v1/passkeys", at).await.json().await.unwrap();
     list.as_array().unwrap().len()
@@ -175,6 +180,51 @@ async fn every_bad_ceremony_is_refused_with_a_4xx_and_stores_nothing() {
     assert!(r.status().is_client_error(), "{}", r.status());
     let r = t.post_json("/api/v1/passkeys/login/finish", json!({ "challenge_id": "x" })).await;
     assert!(r.status().is_client_error());
+}
+
+#[tokio::test]
+async fn a_sign_in_from_another_origin_or_relying_party_and_a_late_registration_are_refused() {
+    let t = spawn_localhost(|_| {}).await;
+    t.register("ann@example.com").await;
+    let at = s(&t.login("ann@example.com", "Laptop").await, "access_token");
+
+    // A registration answered after its challenge expired (5 minutes): refused, nothing stored.
+    let mut key = SoftKey::new(&t.base);
+    let started: Value = t.post_json_auth("/api/v1/passkeys/register/start", &at, json!({})).await.json().await.unwrap();
+    let credential = key.register(&started["options"]).await;
+    t.clock.advance(301);
+    let at = s(&t.login("ann@example.com", "Laptop").await, "access_token");
+    let body = json!({ "challenge_id": started["challenge_id"], "credential": credential });
+    assert_eq!(t.post_json_auth("/api/v1/passkeys/register/finish", &at, body).await.status(), 400);
+    assert_eq!(passkey_count(&t, &at).await, 0, "nothing half-registered");
+    assert_eq!(add_passkey(&t, &at, &mut key, "key").await.status(), 201);
+    let before = device_count(&t, &at).await;
+
+    // The registered passkey, used from another origin (the same host on another port).
+    let ours = key.origin.clone();
+    let port = ours.port().unwrap();
+    key.origin = url::Url::parse(&format!("http://localhost:{}", port.wrapping_add(1).max(1024))).unwrap();
+    let started = sign_in_start(&t).await;
+    let credential = key.sign(&started["options"]).await;
+    assert_eq!(sign_in_finish(&t, &started["challenge_id"], credential).await.status(), 400, "another origin");
+    key.origin = ours;
+
+    // A phishing site relaying our challenge under its own relying party id, with a copy of our
+    // credential made to answer there: the assertion names the wrong RP (and origin).
+    let mut stolen = key.snapshot();
+    stolen.as_mut().expect("a credential").rp_id = "latchkey-login.example".into();
+    let mut phisher = SoftKey::new("https://latchkey-login.example");
+    phisher.restore(stolen);
+    let started = sign_in_start(&t).await;
+    let mut options = started["options"].clone();
+    options["publicKey"]["rpId"] = json!("latchkey-login.example");
+    let credential = phisher.sign(&options).await;
+    assert_eq!(credential["id"], key.snapshot().map(|p| B64.encode(&*p.credential_id)).unwrap().as_str(), "our credential");
+    assert_eq!(sign_in_finish(&t, &started["challenge_id"], credential).await.status(), 400, "another relying party");
+
+    // No sign-in came of those; the passkey still works where it belongs.
+    assert_eq!(device_count(&t, &at).await, before, "no device was added by a refused ceremony");
+    assert_eq!(sign_in(&t, &mut key).await.status(), 200);
 }
 
 #[tokio::test]
