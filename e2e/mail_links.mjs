@@ -1,9 +1,12 @@
 // Headless Chromium through the pages mailed links open: "This wasn't me" from a new-device mail
 // signs that device out, then "Forgot your password?" on /login asks for a reset link, the link
 // (handed over on stdin once the test has read the mail) sets a new password, and /login takes it.
+// The used "This wasn't me" link is refused when opened again. Last, the open /account page
+// learns at once that its device was revoked elsewhere.
 //
 //   BASE=… WASNT_ME_LINK=… INTRUDER_NAME=… EMAIL=… NEW_PASSWORD=… node e2e/mail_links.mjs
-//   (prints RESET_ASKED, then reads the reset link on stdin)
+//   (prints RESET_ASKED, then reads the reset link on stdin; prints ACCOUNT_OPEN, then reads a line
+//   once the caller has revoked this browser's device, and checks the open page learns it)
 //
 // Exits 0 when every check holds; otherwise prints why and exits 1. Run by
 // crates/latchkey/tests/pages.rs.
@@ -37,6 +40,10 @@ async function run() {
       'the signed-out page does not offer a password reset',
     );
     await screenshot(page, shots, 'wasnt-me-done.png');
+    // The link works once: opened again, it is refused and offers nothing to press.
+    const replayed = await page.goto(link);
+    check(replayed && replayed.status() >= 400 && replayed.status() < 500, `the used link answered ${replayed?.status()} the second time`);
+    check((await page.getByRole('button', { name: /This wasn't me/ }).count()) === 0, 'the used link still offers "This wasn\'t me"');
 
     // 2. "Forgot your password?" from /login.
     await page.goto(`${base}/login`);
@@ -63,6 +70,17 @@ async function run() {
     await w.signIn(email, password, '/account', 'signing in with the new password');
     const names = await page.$$eval('li.device .device-name', (els) => els.map((e) => e.textContent.trim()));
     check(!names.includes(intruder), `"${intruder}" is still listed on /account: ${JSON.stringify(names)}`);
+
+    // 5. This browser is revoked from another device while /account is open: the page says so
+    // at once (its live socket) and its buttons stop.
+    console.log('ACCOUNT_OPEN');
+    await readLine(30_000, 'no word of the revocation', 'the revocation');
+    await page.locator('#signed-out').waitFor({ state: 'visible', timeout: 5_000 })
+      .catch(() => check(false, 'the open /account page was not told that its device was signed out'));
+    check(/signed out/.test(await page.locator('#signed-out').textContent()), 'the notice does not say "signed out"');
+    const live = await page.locator('main form button:not([disabled])').count();
+    check(live === 0, `${live} buttons still work on a signed-out page`);
+    await screenshot(page, shots, 'account-signed-out.png');
     w.clean();
     console.log('OK mail links');
   });

@@ -3,8 +3,9 @@
 //!
 //! Who waits for what: a QR login's browser socket watches its approval (woken by
 //! `ApprovalChanged`) and, once a phone has scanned it, that phone's device (woken by
-//! `DeviceRevoked`, which ended the approval in the store first). Pollers (device grant,
-//! pairing) wait for nothing: each poll reads the row. `Resync` wakes every watcher.
+//! `DeviceRevoked`, which ended the approval in the store first). A signed-in page's live socket
+//! watches its own device, so a revocation reaches it at once. Pollers (device grant, pairing)
+//! wait for nothing: each poll reads the row. `Resync` wakes every watcher.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,8 @@ pub trait EventBus: Send + Sync + 'static {
     /// thousands may wait at once, and an event must not wake them all. `Watch::device` adds a
     /// device whose revocation wakes it too.
     fn watch_approval(&self, approval_id: &str) -> Watch;
+    /// Only the revocation of one device (and `Resync`): what a signed-in page waits for.
+    fn watch_device(&self, device_id: &str) -> Watch;
 }
 
 /// Delivers events to this process's watchers: those of the approval or device it names.
@@ -66,9 +69,8 @@ struct Watchers {
 }
 
 impl Watchers {
-    fn watch(self: &Arc<Self>, id: &str) -> Watch {
+    fn watch(self: &Arc<Self>, key: Key) -> Watch {
         let (token, notify) = (self.next.fetch_add(1, Ordering::Relaxed), Arc::new(Notify::new()));
-        let key = Key::Approval(id.to_owned());
         self.lock().entry(key.clone()).or_default().push((token, notify.clone()));
         Watch { notify, keys: Mutex::new(vec![key]), token, watchers: self.clone() }
     }
@@ -140,7 +142,11 @@ impl EventBus for LocalEvents {
     }
 
     fn watch_approval(&self, approval_id: &str) -> Watch {
-        self.hub.watchers.watch(approval_id)
+        self.hub.watchers.watch(Key::Approval(approval_id.to_owned()))
+    }
+
+    fn watch_device(&self, device_id: &str) -> Watch {
+        self.hub.watchers.watch(Key::Device(device_id.to_owned()))
     }
 }
 
@@ -217,7 +223,11 @@ impl EventBus for PgEvents {
     }
 
     fn watch_approval(&self, approval_id: &str) -> Watch {
-        self.hub.watchers.watch(approval_id)
+        self.hub.watchers.watch(Key::Approval(approval_id.to_owned()))
+    }
+
+    fn watch_device(&self, device_id: &str) -> Watch {
+        self.hub.watchers.watch(Key::Device(device_id.to_owned()))
     }
 }
 
@@ -258,5 +268,16 @@ mod tests {
         assert!(!woken(&b).await);
         drop(a);
         assert!(bus.hub.watchers.lock().get(&Key::Device("phone".into())).is_none(), "every key of a dropped watch is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_page_watching_its_device_hears_its_revocation_and_nothing_else() {
+        let bus = LocalEvents::default();
+        let (laptop, phone) = (bus.watch_device("laptop"), bus.watch_device("phone"));
+        bus.publish(Event::ApprovalChanged { approval_id: "laptop".into() });
+        assert!(!woken(&laptop).await, "an approval with the same id is another key");
+        bus.publish(Event::DeviceRevoked { user_id: "u".into(), device_id: "laptop".into() });
+        assert!(woken(&laptop).await);
+        assert!(!woken(&phone).await);
     }
 }

@@ -77,9 +77,12 @@ pub struct ClientRules {
     /// Requester networks allowed for this client (replacing the server-wide list). Empty: those.
     #[serde(default)]
     pub networks: Vec<Cidr>,
-    /// The accounts this client's devices may be signed in to. Empty: any account.
+    /// The accounts this client's devices may be signed in to. With `groups` empty too: any.
     #[serde(default)]
     pub accounts: Vec<AccountMatch>,
+    /// Groups of `[device_policy.groups]` whose members may be signed in too.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// The approver's own sign-in at most this many seconds old (replacing the server-wide one).
     #[serde(default)]
     pub max_sign_in_age_secs: Option<u64>,
@@ -111,6 +114,9 @@ pub struct DevicePolicy {
     pub networks: Vec<Cidr>,
     /// The approver's own sign-in at most this many seconds old. Absent: any age.
     pub max_sign_in_age_secs: Option<u64>,
+    /// Named groups of accounts (addresses or `@domain`), for clients' `groups` lists:
+    /// `[device_policy.groups]` with `family = ["ann@example.com", "@kids.example"]`.
+    pub groups: std::collections::BTreeMap<String, Vec<AccountMatch>>,
     #[serde(rename = "client")]
     pub clients: Vec<ClientRules>,
 }
@@ -215,11 +221,15 @@ impl DevicePolicy {
             }
         }
         if let (Some(c), Some(email)) = (own, s.account_email)
-            && !c.accounts.is_empty()
-            && !email.is_some_and(|e| c.accounts.iter().any(|a| a.matches(e)))
+            && !(c.accounts.is_empty() && c.groups.is_empty())
+            && !email.is_some_and(|e| self.account_allowed(c, e))
         {
             let who = email.unwrap_or("an account without an e-mail address");
-            return Err(Refusal { rule: Rule::Account, why: format!("{who} may not sign devices in through client `{}`", s.client_id) });
+            let groups = if c.groups.is_empty() { String::new() } else { format!(" (nor in group {})", c.groups.join(", ")) };
+            return Err(Refusal {
+                rule: Rule::Account,
+                why: format!("{who} may not sign devices in through client `{}`{groups}", s.client_id),
+            });
         }
         let max_age = own.and_then(|c| c.max_sign_in_age_secs).or(self.max_sign_in_age_secs);
         if let (Some(max), Some(age)) = (max_age, s.sign_in_age_secs)
@@ -233,12 +243,22 @@ impl DevicePolicy {
         Ok(())
     }
 
+    /// Listed by address or domain, or a member of one of the client's groups.
+    fn account_allowed(&self, c: &ClientRules, email: &str) -> bool {
+        c.accounts.iter().any(|a| a.matches(email))
+            || c.groups.iter().filter_map(|g| self.groups.get(g)).flatten().any(|a| a.matches(email))
+    }
+
     /// Settings errors the types cannot catch.
     pub fn validate(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         for c in &self.clients {
             if !seen.insert(c.id.as_str()) {
                 return Err(format!("client `{}` has two entries", c.id));
+            }
+            // A misspelt group would otherwise refuse everyone it was meant to let in.
+            if let Some(g) = c.groups.iter().find(|g| !self.groups.contains_key(*g)) {
+                return Err(format!("client `{}` names group `{g}`, which [device_policy.groups] does not define", c.id));
             }
         }
         Ok(())
@@ -301,6 +321,32 @@ mod tests {
         // Not known yet (a device asking for its code): not judged.
         assert!(p.evaluate(&subject("tv", &[])).is_ok());
         assert!(toml::from_str::<DevicePolicy>("[[client]]\nid = \"x\"\naccounts = [\"nobody\"]\n").is_err());
+    }
+
+    #[test]
+    fn accounts_by_group() {
+        let p = policy(concat!(
+            "[groups]\nfamily = [\"ann@example.com\", \"@kids.example\"]\nstaff = [\"@corp.example\"]\n",
+            "[[client]]\nid = \"tv\"\ngroups = [\"family\"]\n",
+            "[[client]]\nid = \"kiosk\"\naccounts = [\"guest@example.com\"]\ngroups = [\"staff\"]\n",
+        ));
+        p.validate().unwrap();
+        let with = |client, email: &'static str| Subject { account_email: Some(Some(email)), ..subject(client, &[]) };
+        assert!(p.evaluate(&with("tv", "ANN@example.com")).is_ok());
+        assert!(p.evaluate(&with("tv", "tim@kids.example")).is_ok());
+        let r = p.evaluate(&with("tv", "bob@corp.example")).unwrap_err();
+        assert_eq!(r.rule, Rule::Account);
+        assert!(r.why.contains("family"), "{}", r.why);
+        // A client's own addresses and its groups together.
+        assert!(p.evaluate(&with("kiosk", "guest@example.com")).is_ok());
+        assert!(p.evaluate(&with("kiosk", "bob@corp.example")).is_ok());
+        assert_eq!(p.evaluate(&with("kiosk", "ann@example.com")).unwrap_err().rule, Rule::Account);
+        // A group defined but named by no client restricts nobody.
+        assert!(p.evaluate(&with("other", "anyone@example.net")).is_ok());
+        // A group nobody defined is a settings error, not a silent refusal.
+        let typo = policy("[groups]\nfamily = [\"@example.com\"]\n[[client]]\nid = \"tv\"\ngroups = [\"famliy\"]\n");
+        assert!(typo.validate().unwrap_err().contains("famliy"));
+        assert!(toml::from_str::<DevicePolicy>("[groups]\nx = [\"not an address\"]\n").is_err());
     }
 
     #[test]

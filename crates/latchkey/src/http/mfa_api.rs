@@ -64,7 +64,7 @@ pub struct MfaTokenOnly {
 
 /// Mail a sign-in code for the `mfa_token` to the account's address.
 #[utoipa::path(post, path = "/api/v1/mfa/email/send", tag = "second factors", request_body = MfaTokenOnly,
-    responses((status = 202), (status = 401), (status = 429, description = "a code was sent moments ago")))]
+    responses((status = 202), (status = 401), (status = 403, description = "the address is not verified: no codes are sent to it"), (status = 429, description = "a code was sent moments ago")))]
 pub async fn send_email_code(State(s): State<AppState>, ApiJson(req): ApiJson<MfaTokenOnly>) -> Result<StatusCode, ApiError> {
     login_mfa::send_login_code(&s.app, &req.mfa_token).await?;
     Ok(StatusCode::ACCEPTED)

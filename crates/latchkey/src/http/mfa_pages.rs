@@ -2,7 +2,8 @@
 
 use super::AppState;
 use super::web::{
-    CsrfForm, PageError, PageQuery, allow_form_target, cookie_names, csrf_token, forget, next_app_origin, safe_next, signed_in,
+    CsrfForm, MaybeWebUser, PageError, PageQuery, allow_form_target, cookie_names, csrf_token, forget, next_app_origin, safe_next,
+    signed_in,
 };
 use crate::service::login_mfa;
 use crate::service::{AppError, ClientMeta};
@@ -79,7 +80,18 @@ struct NextQuery {
     next: Option<String>,
 }
 
-async fn mfa_form(State(s): State<AppState>, jar: CookieJar, PageQuery(q): PageQuery<NextQuery>) -> Result<Response, PageError> {
+/// The second step of a login under way; with none, a signed-in browser gets its settings.
+async fn mfa_form(
+    State(s): State<AppState>,
+    jar: CookieJar,
+    MaybeWebUser(user): MaybeWebUser,
+    PageQuery(q): PageQuery<NextQuery>,
+) -> Result<Response, PageError> {
+    if let Some(caller) = user
+        && jar.get(cookie_names(s.app.secure_cookies).mfa).is_none()
+    {
+        return super::factor_pages::settings(&s, jar, &caller).await;
+    }
     render(&s, jar, safe_next(q.next.as_deref()), Say::Nothing).await
 }
 

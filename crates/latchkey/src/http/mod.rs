@@ -9,6 +9,7 @@ pub mod email_link_pages;
 pub mod error;
 pub mod extract;
 pub mod factor_pages;
+pub mod live_socket;
 pub mod mfa_api;
 pub mod mfa_pages;
 pub mod oauth;
@@ -117,6 +118,7 @@ pub fn router(state: AppState) -> HttpService {
         .merge(alert_pages::router())
         .merge(email_link_pages::router())
         .merge(factor_pages::router())
+        .merge(live_socket::router())
         .merge(pages::router())
         .fallback(|| async { error::problem(StatusCode::NOT_FOUND, "no such resource") })
         .method_not_allowed_fallback(|| async { error::problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource") })

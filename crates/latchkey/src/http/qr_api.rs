@@ -143,8 +143,18 @@ pub async fn events(
         .into_response()
 }
 
-fn close(code: u16, reason: &'static str) -> Message {
+pub(super) fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+/// At a ping tick: closes a socket whose browser went quiet for longer than `idle`, else pings
+/// it. False when the socket is done.
+pub(super) async fn keep_alive(socket: &mut WebSocket, last_heard: tokio::time::Instant, idle: Duration) -> bool {
+    if last_heard.elapsed() > idle {
+        let _ = socket.send(close(1001, "idle")).await;
+        return false;
+    }
+    socket.send(Message::Ping(Default::default())).await.is_ok()
 }
 
 async fn read_secret(socket: &mut WebSocket) -> Option<String> {
@@ -210,11 +220,7 @@ async fn serve_socket(mut socket: WebSocket, s: AppState, id: String, cookie_sec
             _ = ping.tick() => {
                 // Also look at the store: an event lost between instances costs at most one ping period.
                 check_now = true;
-                if last_heard.elapsed() > idle {
-                    let _ = socket.send(close(1001, "idle")).await;
-                    return;
-                }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if !keep_alive(&mut socket, last_heard, idle).await {
                     return;
                 }
             }

@@ -98,6 +98,11 @@ pub async fn email_codes_on(app: &App, caller: &Caller) -> AppResult<bool> {
     Ok(app.store.email_factor(&caller.user_id).await?)
 }
 
+/// Whether an authenticator app is confirmed (a pending enrolment is not a factor yet).
+pub async fn totp_on(app: &App, caller: &Caller) -> AppResult<bool> {
+    Ok(app.store.totp(&caller.user_id).await?.is_some_and(|t| t.confirmed_at.is_some()))
+}
+
 /// `POST /api/v1/mfa/email/disable`: with no code, mails one to the account's address; with the
 /// code, turns e-mail codes off. A code, not only a recent sign-in: someone holding a stolen
 /// session must not be able to weaken the account.

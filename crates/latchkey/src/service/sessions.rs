@@ -288,6 +288,14 @@ pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> Ap
     Ok(Caller::from(&session))
 }
 
+/// Whether a browser session still holds, as `caller_from_cookie` would find it (a signed-in
+/// page's live socket asks, without counting as use).
+pub async fn still_signed_in(app: &App, session_id: &str) -> AppResult<bool> {
+    let now = app.now();
+    let idle_limit = app.settings.tokens.refresh_idle_secs as i64;
+    Ok(app.store.session(session_id).await?.is_some_and(|s| s.is_live(now) && now - s.last_used_at <= idle_limit))
+}
+
 pub async fn logout(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<()> {
     if app.store.revoke_session(&caller.session_id, "logout", app.now()).await? {
         Audit::new(AuditKind::Logout).user(&caller.user_id).device(&caller.device_id).meta(meta).record(app).await?;

@@ -87,6 +87,60 @@ async fn requests_from_outside_the_allowed_networks_and_from_refused_clients_get
     assert_eq!(refusals(&t).await, vec![refused("request", "client")]);
 }
 
+/// A client whose connections leave from `source` (any 127.0.0.x reaches the server on 127.0.0.1).
+fn from_source(source: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(source.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+}
+
+async fn ask_as(t: &TestApp, source: &str, forwarded_for: Option<&str>) -> u16 {
+    let mut req = from_source(source).post(t.url("/oauth/device_authorization")).form(&[("client_id", "latchkey-cli")]);
+    if let Some(f) = forwarded_for {
+        req = req.header("x-forwarded-for", f);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// Real sources: the peer's own address decides, and X-Forwarded-For counts only from a trusted
+/// proxy, so a device cannot talk its way into an allowed network.
+#[tokio::test]
+async fn the_network_rule_reads_real_sources_and_trusts_only_trusted_proxies() {
+    let p = policy("[[client]]\nid = \"latchkey-cli\"\nnetworks = [\"127.0.0.2/32\"]\n");
+    let t = spawn_with(move |s| {
+        s.server.trusted_proxies = vec!["127.0.0.10".parse().unwrap()];
+        s.device_policy = p;
+    })
+    .await;
+    assert_eq!(ask_as(&t, "127.0.0.2", None).await, 200, "inside the allowed network");
+    assert_eq!(ask_as(&t, "127.0.0.3", None).await, 400, "outside it");
+    assert_eq!(ask_as(&t, "127.0.0.3", Some("127.0.0.2")).await, 400, "a header from an untrusted peer is ignored");
+    assert_eq!(ask_as(&t, "127.0.0.10", Some("127.0.0.2")).await, 200, "the trusted proxy's word is taken");
+    assert_eq!(ask_as(&t, "127.0.0.10", Some("127.0.0.3")).await, 400);
+    assert_eq!(ask_as(&t, "127.0.0.10", None).await, 400, "the proxy itself is not in the network");
+    let audit = t.app.store.audit_all(50).await.unwrap();
+    let ips: Vec<String> = audit
+        .iter()
+        .filter(|e| e.kind == "device_policy_refused")
+        .map(|e| serde_json::from_str::<Value>(&e.detail).unwrap()["requester_ips"][0].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ips.iter().filter(|ip| *ip == "127.0.0.3").count(), 3, "refusals name the real requester: {ips:?}");
+}
+
+/// An account group of `[device_policy.groups]` lets its members approve, and nobody else.
+#[tokio::test]
+async fn only_members_of_the_clients_groups_approve() {
+    let t = with_policy("[groups]\nfamily = [\"ann@example.com\"]\n[[client]]\nid = \"latchkey-cli\"\ngroups = [\"family\"]\n").await;
+    t.register("ann@example.com").await;
+    t.register("bob@example.com").await;
+    let code: Value = ask(&t, "203.0.113.9").await.json().await.unwrap();
+    let bob = s(&t.login("bob@example.com", "Laptop").await, "access_token");
+    let r = approve(&t, &bob, &s(&code, "user_code")).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("family"), "the refusal names the group");
+    let ann = s(&t.login("ann@example.com", "Laptop").await, "access_token");
+    assert_eq!(approve(&t, &ann, &s(&code, "user_code")).await.status(), 200, "the request stayed open for a member");
+    assert_eq!(refusals(&t).await, vec![refused("approval", "account")]);
+}
+
 #[tokio::test]
 async fn only_the_allowed_accounts_and_fresh_sign_ins_approve() {
     let t = with_policy("max_sign_in_age_secs = 900\n[[client]]\nid = \"latchkey-cli\"\naccounts = [\"@example.com\"]\n").await;

@@ -187,35 +187,126 @@ async fn concurrent_resets_with_one_link_give_one_winner() {
     assert_eq!(t.app.store.audit_all(100).await.unwrap().iter().filter(|e| e.kind == "password_reset").count(), 1);
 }
 
-/// /account turns sign-in codes by e-mail on and off, each with a code mailed to the address;
-/// turning them on verifies the address too.
+/// /mfa turns sign-in codes by e-mail on and off, each with a code mailed to the address;
+/// turning them on verifies the address too. /account shows the state and links there.
 #[tokio::test]
-async fn the_account_page_turns_email_codes_on_and_off_with_mailed_codes() {
+async fn the_mfa_page_turns_email_codes_on_and_off_with_mailed_codes() {
     let (t, sink) = with_mail().await;
     t.register("ann@example.com").await;
     sink.message(1).await;
     let b = browser();
+    let signed_out = b.get(t.url("/mfa")).send().await.unwrap();
+    assert_eq!(signed_out.status(), 303, "no login under way and nobody signed in: to /login");
     let login = b.get(t.url("/login")).send().await.unwrap().text().await.unwrap();
     let form = [("csrf", csrf_in(&login)), ("next", "/account".into()), ("email", "ann@example.com".into()), ("password", PASSWORD.into())];
     assert_eq!(b.post(t.url("/login")).form(&form).send().await.unwrap().status(), 303);
     let account = b.get(t.url("/account")).send().await.unwrap().text().await.unwrap();
-    assert!(account.contains("Turn on e-mail codes") && account.contains("not verified yet"), "{account}");
-    let csrf = csrf_in(&account);
+    assert!(account.contains("not verified yet") && account.contains("href=\"/mfa\""), "{account}");
+    let settings = b.get(t.url("/mfa")).send().await.unwrap().text().await.unwrap();
+    assert!(settings.contains("Two-step sign-in") && settings.contains("Turn on e-mail codes"), "{settings}");
+    let csrf = csrf_in(&settings);
+    let forged = b.post(t.url("/mfa/email-codes")).form(&[("csrf", "forged"), ("action", "on")]).send().await.unwrap();
+    assert_eq!(forged.status(), 403, "the switch is CSRF-checked");
 
     for (action, n, after) in [("on", 2, "Turn off e-mail codes"), ("off", 3, "Turn on e-mail codes")] {
-        let r = b.post(t.url("/account/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action)]).send().await.unwrap();
+        let r = b.post(t.url("/mfa/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action)]).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.text().await.unwrap().contains("Code from the e-mail"));
         let code = code_in(&sink.message(n).await);
-        let wrong = b.post(t.url("/account/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action), ("code", "000000")]);
+        let wrong = b.post(t.url("/mfa/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action), ("code", "000000")]);
         assert_eq!(wrong.send().await.unwrap().status(), 400);
-        let r = b.post(t.url("/account/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action), ("code", code.as_str())]);
+        let r = b.post(t.url("/mfa/email-codes")).form(&[("csrf", csrf.as_str()), ("action", action), ("code", code.as_str())]);
         let r = r.send().await.unwrap();
         assert_eq!(r.status(), 303, "{action}");
+        assert_eq!(r.headers()["location"], "/mfa");
+        let settings = b.get(t.url("/mfa")).send().await.unwrap().text().await.unwrap();
+        assert!(settings.contains(after), "after {action}: {settings}");
         let account = b.get(t.url("/account")).send().await.unwrap().text().await.unwrap();
-        assert!(account.contains(after), "after {action}: {account}");
         assert!(!account.contains("not verified yet"), "the mailed code verified the address");
     }
     let changes = t.app.store.audit_all(50).await.unwrap().into_iter().filter(|e| e.kind == "mfa_changed").count();
     assert_eq!(changes, 2);
+}
+
+fn claims_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+/// An app asking for `email` learns whether the address is proven: `email_verified` in the
+/// id_token and at userinfo, false until the link is followed and true after.
+#[tokio::test]
+async fn id_tokens_and_userinfo_say_whether_the_address_is_verified() {
+    use crate::apps::{VERIFIER, add_app, authorize, authorize_url, exchange, web_login};
+    let (t, sink) = with_mail().await;
+    t.register("ann@example.com").await;
+    let link = link_in(&sink.message(1).await, "/verify-email/");
+    add_app(&t, "notes", false, latchkey::keys::SigningAlg::RS256).await;
+    web_login(&t, "ann@example.com").await;
+    let sign_in_to_the_app = || async {
+        let q = authorize(&t, &authorize_url(&t, "notes", &[])).await;
+        let r = exchange(&t, "notes", None, &q["code"], Some(VERIFIER)).await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let before = sign_in_to_the_app().await;
+    let id = claims_of(&s(&before, "id_token"));
+    assert_eq!((id["email"].as_str(), id["email_verified"].as_bool()), (Some("ann@example.com"), Some(false)));
+    let info: Value = t.get_auth("/oauth/userinfo", &s(&before, "access_token")).await.json().await.unwrap();
+    assert_eq!(info["email_verified"], false);
+
+    assert_eq!(t.post_json("/api/v1/email-verifications/confirm", json!({ "token": token_of(&link) })).await.status(), 200);
+    let info: Value = t.get_auth("/oauth/userinfo", &s(&before, "access_token")).await.json().await.unwrap();
+    assert_eq!(info["email_verified"], true, "userinfo reads the account as it is now");
+    let after = sign_in_to_the_app().await;
+    assert_eq!(claims_of(&s(&after, "id_token"))["email_verified"], true);
+}
+
+/// Ten reset requests per IP an hour, whatever addresses they name: an attacker cannot mail-bomb
+/// many accounts (or probe many addresses) from one place by changing the address each time.
+#[tokio::test]
+async fn reset_requests_are_limited_per_ip_across_addresses() {
+    let (t, _sink) = with_mail().await;
+    for i in 0..10 {
+        let r = t.post_json("/api/v1/password-resets", json!({ "email": format!("person{i}@example.com") })).await;
+        assert_eq!(r.status(), 202, "request {i}");
+    }
+    let r = t.post_json("/api/v1/password-resets", json!({ "email": "person10@example.com" })).await;
+    assert_eq!(r.status(), 429, "the eleventh from this IP, for a fresh address");
+    assert!(r.headers().contains_key("retry-after"));
+    t.clock.advance(3601);
+    assert_eq!(t.post_json("/api/v1/password-resets", json!({ "email": "person10@example.com" })).await.status(), 202);
+}
+
+/// Sign-in codes go to proven addresses only: an account whose e-mail factor is on while its
+/// address is unverified (as the store allows) gets no code, until the address is verified.
+#[tokio::test]
+async fn no_sign_in_codes_go_to_an_unverified_address() {
+    let (t, sink) = with_mail().await;
+    t.register("ann@example.com").await;
+    let link = link_in(&sink.message(1).await, "/verify-email/");
+    let user = t.app.store.user_by_email("ann@example.com").await.unwrap().unwrap();
+    assert!(user.email_verified_at.is_none());
+    t.app.store.enable_email_factor(&user.id, t.app.now()).await.unwrap();
+    let password_step = || async {
+        let r = t.post_json("/api/v1/sessions", json!({ "email": "ann@example.com", "password": PASSWORD })).await;
+        assert_eq!(r.status(), 200);
+        let step: Value = r.json().await.unwrap();
+        assert_eq!(step["mfa_required"], true);
+        s(&step, "mfa_token")
+    };
+    let token = password_step().await;
+    let r = t.post_json("/api/v1/mfa/email/send", json!({ "mfa_token": token })).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("not verified"));
+    assert_eq!(mails(&sink).await, 1, "no code was mailed");
+
+    assert_eq!(t.post_json("/api/v1/email-verifications/confirm", json!({ "token": token_of(&link) })).await.status(), 200);
+    let token = password_step().await;
+    assert_eq!(t.post_json("/api/v1/mfa/email/send", json!({ "mfa_token": token })).await.status(), 202);
+    let code = code_in(&sink.message(2).await);
+    let r =
+        t.post_json("/api/v1/mfa/verify", json!({ "mfa_token": token, "method": "email", "code": code, "remember_device": false })).await;
+    assert_eq!(r.status(), 200, "a verified address gets its code and the code signs in");
 }

@@ -10,6 +10,7 @@ mod device_policy;
 mod devices;
 mod email_links;
 mod input;
+mod live_pages;
 mod login;
 mod mfa;
 mod new_device_mail;
