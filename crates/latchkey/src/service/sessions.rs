@@ -278,8 +278,7 @@ pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> Ap
     secret::token_bytes(token, secret::WEB_SESSION_PREFIX).ok_or(AppError::Unauthorized)?;
     let now = app.now();
     let session = app.store.session_by_web_token(&secret::token_hash(token)).await?.ok_or(AppError::Unauthorized)?;
-    let idle = now - session.last_used_at > app.settings.tokens.refresh_idle_secs as i64;
-    if !session.is_live(now) || idle {
+    if !browser_session_holds(app, &session, now) {
         return Err(AppError::Unauthorized);
     }
     if now - session.last_used_at >= 60 {
@@ -288,12 +287,16 @@ pub async fn caller_from_cookie(app: &App, token: &str, meta: &ClientMeta) -> Ap
     Ok(Caller::from(&session))
 }
 
+/// Live, and used within the idle limit: what a browser session needs to be signed in.
+fn browser_session_holds(app: &App, session: &SessionRow, now: i64) -> bool {
+    session.is_live(now) && now - session.last_used_at <= app.settings.tokens.refresh_idle_secs as i64
+}
+
 /// Whether a browser session still holds, as `caller_from_cookie` would find it (a signed-in
 /// page's live socket asks, without counting as use).
 pub async fn still_signed_in(app: &App, session_id: &str) -> AppResult<bool> {
     let now = app.now();
-    let idle_limit = app.settings.tokens.refresh_idle_secs as i64;
-    Ok(app.store.session(session_id).await?.is_some_and(|s| s.is_live(now) && now - s.last_used_at <= idle_limit))
+    Ok(app.store.session(session_id).await?.is_some_and(|s| browser_session_holds(app, &s, now)))
 }
 
 pub async fn logout(app: &App, caller: &Caller, meta: &ClientMeta) -> AppResult<()> {
