@@ -14,7 +14,7 @@ use crate::domain::user_agent::DeviceKind;
 use crate::domain::{Scope, secret};
 use crate::keys::SigningAlg;
 use crate::service::{App, AppError, AppResult, ClientMeta};
-use crate::store::{AuthCodeRow, ClientRow, SessionRow};
+use crate::store::{AuthCodeRow, ClientRow, CodeContext, SessionRow, UserRow};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -34,7 +34,7 @@ pub async fn exchange(app: &App, auth: &ClientAuth, x: CodeExchange<'_>, meta: &
     secret::token_bytes(x.code, CODE_PREFIX).ok_or_else(invalid_grant)?;
     let hash = secret::token_hash(x.code);
     let now = app.now();
-    let row = app.store.auth_code(&hash).await?.ok_or_else(invalid_grant)?;
+    let CodeContext { code: row, device, user } = app.store.auth_code_context(&hash).await?.ok_or_else(invalid_grant)?;
     if row.used_at.is_some() {
         replayed(app, &row, &client.id, meta).await?;
         return Err(invalid_grant());
@@ -49,7 +49,7 @@ pub async fn exchange(app: &App, auth: &ClientAuth, x: CodeExchange<'_>, meta: &
         // Wrong or missing verifier, or a verifier for a code issued without a challenge (a downgrade).
         _ => return Err(AppError::InvalidGrant("the code_verifier does not match the code_challenge".into())),
     }
-    let device = app.store.device(&row.user_id, &row.device_id).await?.ok_or_else(invalid_grant)?;
+    let device = device.ok_or_else(invalid_grant)?;
     let facts = DeviceFacts {
         name: device.name.clone(),
         kind: DeviceKind::parse(&device.kind).unwrap_or(DeviceKind::Unknown),
@@ -93,7 +93,7 @@ pub async fn exchange(app: &App, auth: &ClientAuth, x: CodeExchange<'_>, meta: &
     let mut tokens = opened.tokens.ok_or_else(|| anyhow::anyhow!("API session without tokens"))?;
     debug_assert_eq!(tokens.refresh_token, refresh_token);
     if Scope::parse(&row.scope)?.contains("openid") {
-        tokens.id_token = Some(id_token(app, &client, &row, &session, &tokens.access_token, now).await?);
+        tokens.id_token = Some(id_token(app, &client, &row, user.as_ref(), &session, &tokens.access_token, now).await?);
     }
     Ok(tokens)
 }
@@ -151,6 +151,7 @@ async fn id_token(
     app: &App,
     client: &ClientRow,
     row: &AuthCodeRow,
+    user: Option<&UserRow>,
     session: &SessionRow,
     access_token: &str,
     now: i64,
@@ -158,9 +159,9 @@ async fn id_token(
     let alg = SigningAlg::parse(&client.id_token_alg).unwrap_or(SigningAlg::RS256);
     let scope = Scope::parse(&row.scope)?;
     let (email, email_verified) = if scope.contains("email") {
-        let user = app.store.user_by_id(&row.user_id).await?.ok_or_else(invalid_grant)?;
+        let user = user.ok_or_else(invalid_grant)?;
         let verified = user.email_verified_at.is_some();
-        (user.email.clone(), user.email.map(|_| verified))
+        (user.email.clone(), user.email.as_ref().map(|_| verified))
     } else {
         (None, None)
     };

@@ -323,6 +323,10 @@ pub trait GrantStore: Send + Sync + 'static {
 
     async fn auth_code(&self, hash: &[u8]) -> StoreResult<Option<AuthCodeRow>>;
 
+    /// A code with what the token endpoint reads before redeeming it: the device it was issued
+    /// on and the account (for the id_token's claims). One snapshot where the backend has one.
+    async fn auth_code_context(&self, hash: &[u8]) -> StoreResult<Option<CodeContext>>;
+
     /// Redeems an unused, unexpired code of `client_id` whose browser session is live and whose
     /// device is not revoked, and opens the app's session on that device with it, in one
     /// transaction (the code's used mark names `session`). None: nothing was redeemed.

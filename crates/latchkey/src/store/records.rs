@@ -58,6 +58,15 @@ impl ClientRow {
     }
 }
 
+/// A code with the device it was issued on and its account, as the token endpoint reads them
+/// (either may be gone since the code was issued).
+#[derive(Debug, Clone)]
+pub struct CodeContext {
+    pub code: AuthCodeRow,
+    pub device: Option<DeviceRow>,
+    pub user: Option<UserRow>,
+}
+
 /// An authorization code, by the SHA-256 of the code (RFC 6749 §4.1).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuthCodeRow {

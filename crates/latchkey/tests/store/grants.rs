@@ -130,3 +130,29 @@ async fn revoking_a_consent_ends_the_apps_sessions_only() {
     })
     .await;
 }
+
+/// What the token endpoint reads before it redeems: the code, its device and its account, the
+/// same on both backends; a code whose device was deleted comes without it.
+#[tokio::test]
+async fn a_codes_context_is_the_code_its_device_and_its_account() {
+    each_backend("a_codes_context_is_the_code_its_device_and_its_account", |store| async move {
+        let (d, s, _) = signed_in(&store, "u").await;
+        store.create_auth_code(&code("u", &s, b"ctx")).await.unwrap();
+        let got = store.auth_code_context(b"ctx").await.unwrap().expect("the code");
+        assert_eq!(got.code.code_hash, b"ctx");
+        assert_eq!(got.code.browser_session_id, s.id);
+        assert_eq!(got.device.expect("its device").id, d.id);
+        assert_eq!(got.user.expect("its account").id, "u");
+        assert!(store.auth_code_context(b"no such code").await.unwrap().is_none());
+
+        // A code naming a device of another account finds no device: a device is read by its
+        // owner as well as its id.
+        let (_, s2, _) = signed_in(&store, "v").await;
+        let stray = AuthCodeRow { device_id: s2.device_id.clone(), ..code("u", &s, b"stray") };
+        store.create_auth_code(&stray).await.unwrap();
+        let got = store.auth_code_context(b"stray").await.unwrap().expect("the code");
+        assert!(got.device.is_none(), "{:?}", got.device);
+        assert_eq!(got.user.expect("its account").id, "u");
+    })
+    .await;
+}

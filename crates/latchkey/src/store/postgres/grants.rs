@@ -13,6 +13,13 @@ impl GrantStore for PgStore {
         Ok(sqlx::query_as(sql::AUTH_CODE.pg).bind(hash).fetch_optional(&self.pool).await?)
     }
 
+    async fn auth_code_context(&self, hash: &[u8]) -> StoreResult<Option<CodeContext>> {
+        let Some(code) = self.auth_code(hash).await? else { return Ok(None) };
+        let device = self.device(&code.user_id, &code.device_id).await?;
+        let user = self.user_by_id(&code.user_id).await?;
+        Ok(Some(CodeContext { code, device, user }))
+    }
+
     async fn redeem_auth_code(
         &self,
         hash: &[u8],

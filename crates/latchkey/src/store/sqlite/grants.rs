@@ -40,6 +40,21 @@ impl GrantStore for SqliteStore {
         self.one(sql::AUTH_CODE.lite, [hash], auth_code_row)
     }
 
+    async fn auth_code_context(&self, hash: &[u8]) -> StoreResult<Option<CodeContext>> {
+        self.point.read(|c| {
+            // One snapshot for the three reads: under load every commit empties a connection's
+            // page cache, and three separate reads would each start over.
+            let tx = c.unchecked_transaction()?;
+            let Some(code) = tx.prepare_cached(sql::AUTH_CODE.lite)?.query_row([hash], auth_code_row).optional()? else {
+                return Ok(None);
+            };
+            let device =
+                tx.prepare_cached(sql::DEVICE.lite)?.query_row([&code.device_id, &code.user_id], super::sessions::device_row).optional()?;
+            let user = tx.prepare_cached(sql::USER_BY_ID.lite)?.query_row([&code.user_id], user_row).optional()?;
+            Ok(Some(CodeContext { code, device, user }))
+        })
+    }
+
     async fn redeem_auth_code(
         &self,
         hash: &[u8],

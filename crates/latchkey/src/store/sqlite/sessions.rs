@@ -2,6 +2,29 @@
 
 use super::*;
 
+pub(super) fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok(from_row!(
+        r,
+        DeviceRow {
+            id,
+            user_id,
+            name,
+            kind,
+            os,
+            browser,
+            user_agent,
+            authorized_by,
+            approved_by_device,
+            first_seen_at,
+            last_seen_at,
+            last_ip,
+            trusted_until,
+            revoked_at,
+            passkey_verified,
+        }
+    ))
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, d: &DeviceRow, s: &SessionRow, refresh: Option<&RefreshTokenRow>) -> StoreResult<()> {
@@ -43,28 +66,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn device(&self, user_id: &str, device_id: &str) -> StoreResult<Option<DeviceRow>> {
-        self.one(sql::DEVICE.lite, [device_id, user_id], |r| {
-            Ok(from_row!(
-                r,
-                DeviceRow {
-                    id,
-                    user_id,
-                    name,
-                    kind,
-                    os,
-                    browser,
-                    user_agent,
-                    authorized_by,
-                    approved_by_device,
-                    first_seen_at,
-                    last_seen_at,
-                    last_ip,
-                    trusted_until,
-                    revoked_at,
-                    passkey_verified,
-                }
-            ))
-        })
+        self.one(sql::DEVICE.lite, [device_id, user_id], device_row)
     }
 
     async fn devices_for_user(&self, user_id: &str, now: i64) -> StoreResult<Vec<DeviceRow>> {
