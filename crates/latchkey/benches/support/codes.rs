@@ -1,8 +1,10 @@
 //! Issue 11's figures: authorization-code exchanges per second (id_tokens signed RS256 and
 //! EdDSA) and userinfo per second, on Latchkey and, in the same run, on the peer (panva's
 //! oidc-provider, copied to `bench/peer/` with a code flow added; see its README), both under
-//! `wrk -t1 -c32` as the peer's bench.sh runs it; and the id_token signatures one core makes per
-//! second with the server's own key ring.
+//! `wrk -t1 -c32` as the peer's bench.sh runs it, their runs taking turns so that a machine whose
+//! speed drifts weighs on both alike; and the id_token signatures one core makes per second with
+//! the server's own key ring, from which the RS256 bound (the most any exchange that must sign
+//! could do against the peer per CPU second) follows.
 //!
 //! Codes are single-use and live 60 s, so each run gets fresh ones, minted just before it: on
 //! Latchkey through the real authorization endpoint by a signed-in browser (a cookie jar) whose
