@@ -90,7 +90,7 @@ struct Side<'a> {
     minter: &'a Minter,
     token_url: String,
     pid: u32,
-    /// The rate of its last run, which sizes the codes minted for the next one.
+    /// The rate of its fastest run so far, which sizes the codes minted for the next one.
     rate: f64,
     runs: Vec<WrkRun>,
 }
@@ -104,10 +104,7 @@ async fn exchange_run(side: &mut Side<'_>, client: &str, alg: &str, i: usize) ->
     let codes = side.minter.mint(client, n).await?;
     let text: String = codes.iter().map(|c| exchange_body(c, client) + "\n").collect();
     std::fs::write(&bodies, text).map_err(|e| e.to_string())?;
-    wait_quiet(&[side.pid]);
-    let env = vec![("WRK_BODIES_FILE", bodies.display().to_string())];
-    let (script, url, pid) = (lua("post_once.lua"), side.token_url.clone(), side.pid);
-    let r = tokio::task::spawn_blocking(move || run_wrk(&script, &url, &env, CONNS, secs, pid)).await.map_err(|e| e.to_string())??;
+    let r = wrk_once(&side.token_url, ("WRK_BODIES_FILE", bodies.display().to_string()), secs, side.pid).await?;
     // The fastest run so far: a peer still warming up must not leave the next run short of codes.
     side.rate = side.rate.max(r.get("rps"));
     println!(
@@ -151,6 +148,13 @@ async fn exchanges(sides: &mut [Side<'_>], client: &str, alg: &str) -> Vec<Optio
     sides.iter().zip(failed).map(|(side, failed)| (!failed).then(|| summarise(&side.runs))).collect()
 }
 
+/// One `post_once.lua` run of `secs` against `url` once `pid`'s machine is quiet.
+async fn wrk_once(url: &str, env: (&'static str, String), secs: u64, pid: u32) -> Result<WrkRun, String> {
+    wait_quiet(&[pid]);
+    let (script, url) = (lua("post_once.lua"), url.to_owned());
+    tokio::task::spawn_blocking(move || run_wrk(&script, &url, &[env], CONNS, secs, pid)).await.map_err(|e| e.to_string())?
+}
+
 /// Answers of 200 per second: a run that outlasted its codes gets refusals, which must not count.
 fn ok_per_sec(r: &WrkRun) -> f64 {
     r.get("ok") / r.get("duration_s")
@@ -180,15 +184,8 @@ async fn userinfo(sides: &[(&str, String, String, u32)]) -> Vec<Measured> {
     for i in 0..=WRK_RUNS {
         let secs = if i == 0 { WRK_WARMUP_SECS } else { WRK_SECS };
         for ((label, url, token, pid), runs) in sides.iter().zip(runs.iter_mut()) {
-            wait_quiet(&[*pid]);
-            let env = vec![("WRK_BEARER", token.clone())];
-            let (script, url, pid) = (lua("post_once.lua"), url.clone(), *pid);
-            let r = match tokio::task::spawn_blocking(move || run_wrk(&script, &url, &env, CONNS, secs, pid)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    println!("[userinfo] {label}: {e}");
-                    continue;
-                }
+            let r = match wrk_once(url, ("WRK_BEARER", token.clone()), secs, *pid).await {
+                Ok(r) => r,
                 Err(e) => {
                     println!("[userinfo] {label}: {e}");
                     continue;

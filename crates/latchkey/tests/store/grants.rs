@@ -132,7 +132,7 @@ async fn revoking_a_consent_ends_the_apps_sessions_only() {
 }
 
 /// What the token endpoint reads before it redeems: the code, its device and its account, the
-/// same on both backends; a code whose device was deleted comes without it.
+/// same on both backends; a device is found only under the code's own account.
 #[tokio::test]
 async fn a_codes_context_is_the_code_its_device_and_its_account() {
     each_backend("a_codes_context_is_the_code_its_device_and_its_account", |store| async move {
